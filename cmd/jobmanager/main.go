@@ -1,0 +1,158 @@
+// Command jobmanager runs the job manager service.
+//
+// Usage:
+//
+//	jobmanager [serve]   apply migrations, then serve the API and run jobs
+//	jobmanager migrate   apply migrations and exit
+//
+// Settings come from the environment; see the README.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/industrial-data/jobmanager/internal/api"
+	"github.com/industrial-data/jobmanager/internal/config"
+	"github.com/industrial-data/jobmanager/internal/engine"
+	"github.com/industrial-data/jobmanager/internal/job"
+	"github.com/industrial-data/jobmanager/internal/peer"
+	"github.com/industrial-data/jobmanager/internal/store"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	if err := run(ctx, os.Args[1:], os.Environ(), os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "jobmanager:", err)
+		os.Exit(1)
+	}
+}
+
+// run does what args ask, with settings from environ, logging to out.
+func run(ctx context.Context, args, environ []string, out io.Writer) error {
+	command := "serve"
+	if len(args) > 0 {
+		command = args[0]
+	}
+
+	if command != "serve" && command != "migrate" {
+		return fmt.Errorf("unknown command %q; want serve or migrate", command)
+	}
+
+	cfg, err := config.Load(environ)
+	if err != nil {
+		return err
+	}
+
+	logger := slog.New(slog.NewJSONHandler(out, &slog.HandlerOptions{Level: slog.Level(cfg.LogLevel)}))
+	logger.LogAttrs(ctx, slog.LevelInfo, "settings", cfg.LogAttrs()...)
+
+	pool, err := pgxpool.New(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return fmt.Errorf("connect to database: %w", err)
+	}
+	defer pool.Close()
+
+	if err := store.Migrate(ctx, pool); err != nil {
+		return err
+	}
+
+	logger.Info("migrations applied")
+	if command == "migrate" {
+		return nil
+	}
+
+	return serve(ctx, cfg, pool, logger)
+}
+
+// serve runs the API and the engine until ctx ends, then stops both
+// within the shutdown timeout.
+func serve(ctx context.Context, cfg config.Config, pool *pgxpool.Pool, logger *slog.Logger) error {
+	st := store.New(pool)
+	st.SetOptions(store.Options{
+		Lease:        cfg.Lease,
+		Check:        time.Duration(cfg.JobsCheck),
+		StageWorkers: cfg.StageWorkers,
+		Start: job.StartSettings{
+			CallbackEnvVar: cfg.WorkerCallbackEnvVar,
+			CallbackURL:    peer.Endpoint(cfg.WorkerCallbackURL, cfg.WorkerCallbackAPI),
+		},
+	})
+
+	client := &http.Client{Timeout: cfg.PeerTimeout}
+	registries := peer.NewRegistries(client,
+		peer.Endpoint(cfg.MachineRegistryURL, cfg.MachineRegistryAPI),
+		peer.Endpoint(cfg.PipelineRegistryURL, cfg.PipelineRegistryAPI))
+	deployments := peer.NewDeployments(client, peer.Endpoint(cfg.DeploymentManagerURL, cfg.DeploymentManagerAPI))
+
+	eng := engine.New(st, registries, deployments, logger, engine.Options{
+		MaxJobs:     cfg.JobsMaxNum,
+		Poll:        cfg.Poll,
+		DataCache:   cfg.DataCachePath,
+		StepTimeout: cfg.Lease,
+	})
+
+	handler := api.New(eng, logger, api.Options{MaxBodyBytes: cfg.MaxBodyBytes})
+	server := &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 10 * time.Second,
+	}
+
+	listener, err := net.Listen("tcp", cfg.ListenAddr)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+
+	logger.Info("serving", slog.String("addr", listener.Addr().String()))
+
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- server.Serve(listener) }()
+
+	engineCtx, stopEngine := context.WithCancel(ctx)
+	defer stopEngine()
+
+	engineDone := make(chan struct{})
+	go func() {
+		eng.Run(engineCtx)
+		close(engineDone)
+	}()
+
+	select {
+	case err := <-serveErr:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+
+	logger.Info("shutting down")
+
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+
+	stopEngine()
+	if err := server.Shutdown(shutdownCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("shut down server: %w", err)
+	}
+
+	select {
+	case <-engineDone:
+	case <-shutdownCtx.Done():
+		return errors.New("shut down: steps still under way at the timeout")
+	}
+
+	logger.Info("stopped")
+
+	return nil
+}

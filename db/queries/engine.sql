@@ -1,0 +1,181 @@
+-- name: LockRunningCount :exec
+-- Serialises the claiming of pending jobs across replicas, so that the
+-- count of running jobs the claim reads stays true until it commits.
+SELECT pg_advisory_xact_lock(7305316172934221);
+
+-- name: ClaimPendingJobs :many
+-- Starts the oldest pending jobs while fewer than max_running run.
+UPDATE jobs
+SET status = 'running',
+    doc = jsonb_set(doc, '{status}', '"running"'),
+    due_at = now() + make_interval(secs => @lease_seconds::float8)
+WHERE id IN (
+    SELECT p.id
+    FROM jobs p
+    WHERE p.status = 'pending'
+    ORDER BY p.seq
+    LIMIT greatest(sqlc.arg(slots)::int - (SELECT count(*) FROM jobs AS running_job WHERE running_job.status = 'running'), 0)
+    FOR UPDATE SKIP LOCKED
+)
+RETURNING id;
+
+-- name: ClaimDueJobs :many
+-- Takes over running jobs whose resolving step was left undone.
+UPDATE jobs
+SET due_at = now() + make_interval(secs => @lease_seconds::float8)
+WHERE id IN (
+    SELECT d.id
+    FROM jobs d
+    WHERE d.due_at <= now() AND d.status = 'running'
+    ORDER BY d.due_at
+    LIMIT @max_jobs
+    FOR UPDATE SKIP LOCKED
+)
+RETURNING id;
+
+-- name: ClaimDueWorkers :many
+-- Takes the workers whose next step is due: a start, a check, a removal,
+-- or one of these whose lease ran out. A planned worker becomes starting:
+-- the record that its start request is about to go out.
+UPDATE workers w
+SET due_at = now() + make_interval(secs => @lease_seconds::float8),
+    state = CASE WHEN w.state = 'planned' THEN 'starting' ELSE w.state END
+FROM (
+    SELECT d.job_id, d.stage, d.idx
+    FROM workers d
+    WHERE d.due_at <= now()
+    ORDER BY d.due_at
+    LIMIT @max_workers
+    FOR UPDATE SKIP LOCKED
+) due
+WHERE w.job_id = due.job_id AND w.stage = due.stage AND w.idx = due.idx
+RETURNING w.job_id, w.stage, w.idx, w.state, w.instance, w.request;
+
+-- name: SetJobPipeline :exec
+-- Records the resolved pipeline and the stage about to start.
+UPDATE jobs
+SET doc = @doc,
+    pipeline = @pipeline,
+    stage = @stage,
+    stage_started = now(),
+    stage_inputs = @stage_inputs,
+    due_at = NULL
+WHERE id = @id;
+
+-- name: SetJobStage :exec
+-- Records a completed stage in the document and the next one as started.
+UPDATE jobs
+SET doc = @doc,
+    stage = @stage,
+    stage_started = now(),
+    stage_inputs = @stage_inputs
+WHERE id = @id;
+
+-- name: InsertWorker :exec
+-- Plans a worker. A claimed worker is marked starting, with a lease, for
+-- the caller to start at once; the others wait for a free slot.
+INSERT INTO workers (job_id, stage, idx, request, state, due_at)
+VALUES (
+    @job_id, @stage, @idx, @request,
+    CASE WHEN @claimed::bool THEN 'starting' ELSE 'planned' END,
+    CASE WHEN @claimed::bool THEN now() + make_interval(secs => @lease_seconds::float8) END
+);
+
+-- name: StageWorkers :many
+SELECT w.idx, w.state, w.instance, w.log, w.due_at, r.outputs
+FROM workers w
+LEFT JOIN results r ON r.job_id = w.job_id AND r.instance = w.instance
+WHERE w.job_id = @job_id AND w.stage = @stage
+ORDER BY w.idx;
+
+-- name: GetWorker :one
+SELECT state, instance, failed_checks
+FROM workers
+WHERE job_id = @job_id AND stage = @stage AND idx = @idx;
+
+-- name: WorkerByInstance :one
+SELECT stage, idx, state
+FROM workers
+WHERE job_id = @job_id AND instance = @instance;
+
+-- name: SetWorkerRunning :exec
+UPDATE workers
+SET state = 'running',
+    instance = @instance,
+    failed_checks = 0,
+    due_at = now() + make_interval(secs => @check_seconds::float8)
+WHERE job_id = @job_id AND stage = @stage AND idx = @idx;
+
+-- name: SetWorkerReported :exec
+-- Marks a worker whose result is in; the caller removes it before the
+-- lease runs out.
+UPDATE workers
+SET state = 'reported',
+    due_at = now() + make_interval(secs => @lease_seconds::float8)
+WHERE job_id = @job_id AND stage = @stage AND idx = @idx;
+
+-- name: SetWorkerDone :exec
+UPDATE workers
+SET state = 'done',
+    log = @log,
+    due_at = NULL
+WHERE job_id = @job_id AND stage = @stage AND idx = @idx;
+
+-- name: SetWorkerChecked :exec
+UPDATE workers
+SET failed_checks = @failed_checks,
+    due_at = now() + make_interval(secs => @check_seconds::float8)
+WHERE job_id = @job_id AND stage = @stage AND idx = @idx;
+
+-- name: ClaimNextPlanned :many
+-- Gives the next planned workers of a stage to the caller to start.
+UPDATE workers w
+SET state = 'starting',
+    due_at = now() + make_interval(secs => @lease_seconds::float8)
+WHERE (w.job_id, w.stage, w.idx) IN (
+    SELECT p.job_id, p.stage, p.idx
+    FROM workers p
+    WHERE p.job_id = @job_id AND p.stage = @stage AND p.state = 'planned' AND p.due_at IS NULL
+    ORDER BY p.idx
+    LIMIT @max_workers
+)
+RETURNING w.job_id, w.stage, w.idx, w.state, w.instance, w.request;
+
+-- name: InsertResult :execrows
+-- Keeps a worker's result; a second delivery of it changes nothing.
+INSERT INTO results (job_id, instance, outputs)
+VALUES (@job_id, @instance, @outputs)
+ON CONFLICT (job_id, instance) DO NOTHING;
+
+-- name: GetResult :one
+SELECT outputs
+FROM results
+WHERE job_id = @job_id AND instance = @instance;
+
+-- name: InsertChore :one
+INSERT INTO chores (kind, job_id, target, due_at)
+VALUES (@kind, @job_id, @target, now() + make_interval(secs => @delay_seconds::float8))
+RETURNING id;
+
+-- name: ClaimDueChores :many
+UPDATE chores c
+SET due_at = now() + make_interval(secs => @lease_seconds::float8),
+    attempts = c.attempts + 1
+WHERE c.id IN (
+    SELECT d.id
+    FROM chores d
+    WHERE d.due_at <= now()
+    ORDER BY d.due_at
+    LIMIT @max_chores
+    FOR UPDATE SKIP LOCKED
+)
+RETURNING c.id, c.kind, c.job_id, c.target, c.attempts;
+
+-- name: DeleteChore :exec
+DELETE FROM chores
+WHERE id = @id;
+
+-- name: RunningJobs :one
+SELECT count(*)
+FROM jobs
+WHERE status = 'running';

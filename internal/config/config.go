@@ -1,0 +1,213 @@
+// Package config reads the service's settings from the environment. The
+// original job manager's CONF_* variables keep their names and defaults;
+// settings the original did not have are prefixed JOBMANAGER_.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/caarlos0/env/v11"
+)
+
+// Config holds every setting of the service.
+type Config struct {
+	// DatabaseURL is the PostgreSQL connection string.
+	DatabaseURL string `env:"DATABASE_URL,required,notEmpty"`
+	// ListenAddr is where the HTTP server listens.
+	ListenAddr string `env:"JOBMANAGER_LISTEN_ADDR" envDefault:":8080"`
+	// LogLevel is the lowest level logged: debug, info, warning or error.
+	LogLevel LogLevel `env:"CONF_LOGGER_LEVEL" envDefault:"info"`
+
+	PipelineRegistryURL  string `env:"CONF_PIPELINEREGISTRY_URL" envDefault:"http://pipeline-registry"`
+	PipelineRegistryAPI  string `env:"CONF_PIPELINEREGISTRY_API" envDefault:"pipelines"`
+	DeploymentManagerURL string `env:"CONF_DEPLOYMENTMANAGER_URL" envDefault:"http://deployment-manager"`
+	DeploymentManagerAPI string `env:"CONF_DEPLOYMENTMANAGER_API" envDefault:"deployments"`
+	MachineRegistryURL   string `env:"CONF_MACHINEREGISTRY_URL" envDefault:"http://machine-registry"`
+	MachineRegistryAPI   string `env:"CONF_MACHINEREGISTRY_API" envDefault:"machines"`
+
+	// WorkerCallbackEnvVar names the worker config variable that carries
+	// the URL a worker posts its result to.
+	WorkerCallbackEnvVar string `env:"CONF_WORKERCALLBACK_ENV_VAR" envDefault:"JOB_CALLBACK_URL"`
+	WorkerCallbackURL    string `env:"CONF_WORKERCALLBACK_URL" envDefault:"http://job-manager"`
+	WorkerCallbackAPI    string `env:"CONF_WORKERCALLBACK_API" envDefault:"jobs"`
+
+	// JobsMaxNum caps the jobs running at once, across every replica.
+	JobsMaxNum int `env:"CONF_JOBS_MAX_NUM" envDefault:"2"`
+	// JobsCheck is how often a running worker is checked on.
+	JobsCheck Seconds `env:"CONF_JOBS_CHECK" envDefault:"5"`
+	// DataCachePath is where workers' files live.
+	DataCachePath string `env:"CONF_DATACACHE_PATH" envDefault:"/data_cache"`
+
+	// StageWorkers caps the workers of one single-input stage that run at
+	// once. The original started them one after another.
+	StageWorkers int `env:"JOBMANAGER_STAGE_WORKERS" envDefault:"1"`
+	// Lease is how long a replica may take over a step that calls a peer
+	// before another replica assumes it died and takes the step over.
+	Lease time.Duration `env:"JOBMANAGER_LEASE" envDefault:"30s"`
+	// PeerTimeout bounds every call to a registry or the deployment manager.
+	PeerTimeout time.Duration `env:"JOBMANAGER_PEER_TIMEOUT" envDefault:"10s"`
+	// Poll is how often each replica asks the database for due work:
+	// pending jobs, worker checks, and steps left behind by a replica that
+	// died.
+	Poll time.Duration `env:"JOBMANAGER_POLL_INTERVAL" envDefault:"1s"`
+	// MaxBodyBytes is the largest request body accepted.
+	MaxBodyBytes int64 `env:"JOBMANAGER_MAX_BODY_BYTES" envDefault:"4194304"`
+	// ShutdownTimeout bounds a graceful stop.
+	ShutdownTimeout time.Duration `env:"JOBMANAGER_SHUTDOWN_TIMEOUT" envDefault:"20s"`
+}
+
+// Load reads the settings from environ, a list of KEY=value pairs as
+// os.Environ returns, and checks them.
+func Load(environ []string) (Config, error) {
+	vars := make(map[string]string, len(environ))
+	for _, kv := range environ {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			vars[k] = v
+		}
+	}
+
+	var cfg Config
+	if err := env.ParseWithOptions(&cfg, env.Options{Environment: vars}); err != nil {
+		return Config{}, fmt.Errorf("read settings: %w", err)
+	}
+
+	if err := cfg.validate(); err != nil {
+		return Config{}, err
+	}
+
+	return cfg, nil
+}
+
+func (c Config) validate() error {
+	var errs []error
+	for _, u := range []struct{ name, value string }{
+		{"CONF_PIPELINEREGISTRY_URL", c.PipelineRegistryURL},
+		{"CONF_DEPLOYMENTMANAGER_URL", c.DeploymentManagerURL},
+		{"CONF_MACHINEREGISTRY_URL", c.MachineRegistryURL},
+		{"CONF_WORKERCALLBACK_URL", c.WorkerCallbackURL},
+	} {
+		parsed, err := url.Parse(u.value)
+		if err != nil || (parsed.Scheme != "http" && parsed.Scheme != "https") || parsed.Host == "" {
+			errs = append(errs, fmt.Errorf("%s must be an http or https URL, got %q", u.name, u.value))
+		}
+	}
+
+	for _, n := range []struct {
+		name  string
+		value int64
+	}{
+		{"CONF_JOBS_MAX_NUM", int64(c.JobsMaxNum)},
+		{"JOBMANAGER_STAGE_WORKERS", int64(c.StageWorkers)},
+		{"JOBMANAGER_MAX_BODY_BYTES", c.MaxBodyBytes},
+	} {
+		if n.value < 1 {
+			errs = append(errs, fmt.Errorf("%s must be at least 1, got %d", n.name, n.value))
+		}
+	}
+
+	for _, d := range []struct {
+		name  string
+		value time.Duration
+	}{
+		{"CONF_JOBS_CHECK", time.Duration(c.JobsCheck)},
+		{"JOBMANAGER_LEASE", c.Lease},
+		{"JOBMANAGER_POLL_INTERVAL", c.Poll},
+		{"JOBMANAGER_PEER_TIMEOUT", c.PeerTimeout},
+		{"JOBMANAGER_SHUTDOWN_TIMEOUT", c.ShutdownTimeout},
+	} {
+		if d.value <= 0 {
+			errs = append(errs, fmt.Errorf("%s must be positive, got %s", d.name, d.value))
+		}
+	}
+
+	if c.Lease <= c.PeerTimeout {
+		errs = append(errs, fmt.Errorf("JOBMANAGER_LEASE (%s) must be longer than JOBMANAGER_PEER_TIMEOUT (%s)",
+			c.Lease, c.PeerTimeout))
+	}
+
+	if c.WorkerCallbackEnvVar == "" {
+		errs = append(errs, errors.New("CONF_WORKERCALLBACK_ENV_VAR must not be empty"))
+	}
+
+	return errors.Join(errs...)
+}
+
+// LogAttrs returns the settings for the start-up log line, with the
+// database password masked.
+func (c Config) LogAttrs() []slog.Attr {
+	return []slog.Attr{
+		slog.String("database_url", maskURL(c.DatabaseURL)),
+		slog.String("listen_addr", c.ListenAddr),
+		slog.String("log_level", slog.Level(c.LogLevel).String()),
+		slog.String("pipeline_registry", c.PipelineRegistryURL+"/"+c.PipelineRegistryAPI),
+		slog.String("machine_registry", c.MachineRegistryURL+"/"+c.MachineRegistryAPI),
+		slog.String("deployment_manager", c.DeploymentManagerURL+"/"+c.DeploymentManagerAPI),
+		slog.String("worker_callback", c.WorkerCallbackURL+"/"+c.WorkerCallbackAPI),
+		slog.Int("jobs_max_num", c.JobsMaxNum),
+		slog.Duration("jobs_check", time.Duration(c.JobsCheck)),
+		slog.String("data_cache_path", c.DataCachePath),
+		slog.Int("stage_workers", c.StageWorkers),
+		slog.Duration("lease", c.Lease),
+		slog.Duration("peer_timeout", c.PeerTimeout),
+		slog.Duration("poll_interval", c.Poll),
+	}
+}
+
+// maskURL hides the password of a connection URL. A string that is not
+// a URL (a key=value connection string) is hidden whole.
+func maskURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.Scheme == "" {
+		return "(hidden)"
+	}
+
+	if _, ok := u.User.Password(); ok {
+		u.User = url.UserPassword(u.User.Username(), "xxxxx")
+	}
+
+	return u.String()
+}
+
+// Seconds is a duration written as a number of seconds, as the original
+// service's CONF_JOBS_CHECK is.
+type Seconds time.Duration
+
+// UnmarshalText reads a number of seconds, fractions allowed.
+func (s *Seconds) UnmarshalText(b []byte) error {
+	f, err := strconv.ParseFloat(string(b), 64)
+	if err != nil {
+		return fmt.Errorf("not a number of seconds: %q", b)
+	}
+
+	*s = Seconds(f * float64(time.Second))
+
+	return nil
+}
+
+// LogLevel is a log level named as the original service named them.
+type LogLevel slog.Level
+
+// UnmarshalText reads debug, info, warning (or warn) and error, in any
+// case; critical counts as error.
+func (l *LogLevel) UnmarshalText(b []byte) error {
+	switch strings.ToLower(string(b)) {
+	case "debug":
+		*l = LogLevel(slog.LevelDebug)
+	case "info":
+		*l = LogLevel(slog.LevelInfo)
+	case "warning", "warn":
+		*l = LogLevel(slog.LevelWarn)
+	case "error", "critical":
+		*l = LogLevel(slog.LevelError)
+	default:
+		return fmt.Errorf("unknown log level %q", b)
+	}
+
+	return nil
+}

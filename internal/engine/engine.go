@@ -1,0 +1,358 @@
+// Package engine runs jobs: it claims pending jobs, resolves their
+// pipelines, starts and watches workers, applies their results and ends
+// jobs. Every step is claimed from the database with a lease, so any
+// replica can carry on the work of one that died.
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/industrial-data/jobmanager/internal/job"
+	"github.com/industrial-data/jobmanager/internal/store"
+)
+
+// Registry looks up data sources and pipelines.
+type Registry interface {
+	DataSource(ctx context.Context, dsID string) (job.DataSource, error)
+	Pipeline(ctx context.Context, id string) (json.RawMessage, error)
+}
+
+// Launcher starts, watches and removes workers.
+type Launcher interface {
+	// Start starts a worker and returns its instance id.
+	Start(ctx context.Context, request json.RawMessage) (string, error)
+	// Alive reports whether an instance still runs.
+	Alive(ctx context.Context, instance string) (bool, error)
+	// Log returns what an instance wrote.
+	Log(ctx context.Context, instance string) (string, error)
+	// Remove stops an instance and removes it.
+	Remove(ctx context.Context, instance string) error
+}
+
+// Options tune the engine.
+type Options struct {
+	// MaxJobs caps the jobs running at once across every replica.
+	MaxJobs int
+	// Poll is how often the database is asked for due work.
+	Poll time.Duration
+	// DataCache is the directory whose files the workers read and write.
+	DataCache string
+	// ChoreAttempts is how often a chore is tried before it is given up.
+	ChoreAttempts int
+	// StepTimeout bounds one step; it should not exceed the lease, after
+	// which another replica may take the step over.
+	StepTimeout time.Duration
+}
+
+// Engine runs jobs.
+type Engine struct {
+	store    *store.Store
+	registry Registry
+	launcher Launcher
+	logger   *slog.Logger
+	opts     Options
+
+	kick  chan struct{}
+	steps sync.WaitGroup
+}
+
+// New returns an engine. It does nothing until Run is called, but jobs can
+// be submitted and commanded before.
+func New(s *store.Store, registry Registry, launcher Launcher, logger *slog.Logger, opts Options) *Engine {
+	if opts.ChoreAttempts < 1 {
+		opts.ChoreAttempts = 5
+	}
+
+	return &Engine{
+		store:    s,
+		registry: registry,
+		launcher: launcher,
+		logger:   logger,
+		opts:     opts,
+		kick:     make(chan struct{}, 1),
+	}
+}
+
+// Submit adds a pending job and returns its id. The id is returned with
+// job.ErrConflict too, when a job with that id is already active.
+func (e *Engine) Submit(ctx context.Context, req job.NewJob) (string, error) {
+	id := req.ID()
+	if err := e.store.CreateJob(ctx, id, job.New(req, time.Now())); err != nil {
+		return id, fmt.Errorf("submit job %s: %w", id, err)
+	}
+
+	e.Kick()
+
+	return id, nil
+}
+
+// Command aborts a job or applies workers' results to it.
+func (e *Engine) Command(ctx context.Context, id string, cmd job.Command) error {
+	var (
+		next store.Next
+		err  error
+	)
+	if cmd.Abort {
+		next, err = e.store.Abort(ctx, id)
+	} else {
+		next, err = e.store.Report(ctx, id, cmd.Results)
+	}
+
+	if err != nil {
+		return fmt.Errorf("command job %s: %w", id, err)
+	}
+
+	e.follow(next)
+
+	return nil
+}
+
+// ActiveJobs returns every pending or running job, oldest first.
+func (e *Engine) ActiveJobs(ctx context.Context) ([]job.Document, error) {
+	return e.store.ActiveJobs(ctx)
+}
+
+// ActiveJob returns a pending or running job.
+func (e *Engine) ActiveJob(ctx context.Context, id string) (json.RawMessage, error) {
+	return e.store.ActiveJob(ctx, id)
+}
+
+// History returns the latest run of every ended job, oldest first.
+func (e *Engine) History(ctx context.Context) ([]job.Document, error) {
+	return e.store.History(ctx)
+}
+
+// HistoryJob returns the latest run of an ended job.
+func (e *Engine) HistoryJob(ctx context.Context, id string) (json.RawMessage, error) {
+	return e.store.HistoryJob(ctx, id)
+}
+
+// Kick asks the engine to look for pending jobs now rather than at its
+// next poll.
+func (e *Engine) Kick() {
+	select {
+	case e.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Run claims and carries out work until ctx ends, then waits for the steps
+// under way to finish. Steps are bounded by the peers' timeouts.
+func (e *Engine) Run(ctx context.Context) {
+	ticker := time.NewTicker(e.opts.Poll)
+	defer ticker.Stop()
+
+	e.claimDue(ctx)
+	for {
+		e.claimPending(ctx)
+
+		select {
+		case <-ctx.Done():
+			e.steps.Wait()
+			return
+		case <-e.kick:
+		case <-ticker.C:
+			e.claimDue(ctx)
+		}
+	}
+}
+
+// claimPending starts pending jobs while there is room.
+func (e *Engine) claimPending(ctx context.Context) {
+	ids, err := e.store.ClaimPending(ctx, e.opts.MaxJobs)
+	if err != nil {
+		if ctx.Err() == nil {
+			e.logger.Error("claim pending jobs", slog.String("err", err.Error()))
+		}
+
+		return
+	}
+
+	for _, id := range ids {
+		e.logger.Debug("job started", slog.String("job_id", id))
+		e.spawn(func(ctx context.Context) { e.resolve(ctx, id) })
+	}
+}
+
+// claimDue takes over work that is due: checks of running workers, and
+// steps whose lease ran out because the replica holding them died.
+func (e *Engine) claimDue(ctx context.Context) {
+	const batch = 100
+
+	ids, next, err := e.store.ClaimDue(ctx, batch)
+	if err != nil {
+		if ctx.Err() == nil {
+			e.logger.Error("claim due work", slog.String("err", err.Error()))
+		}
+
+		return
+	}
+
+	for _, id := range ids {
+		e.spawn(func(ctx context.Context) { e.resolve(ctx, id) })
+	}
+
+	e.follow(next)
+}
+
+// follow carries out the steps a transaction claimed for this replica.
+func (e *Engine) follow(next store.Next) {
+	for _, t := range next.Workers {
+		e.spawn(func(ctx context.Context) { e.workerStep(ctx, t) })
+	}
+
+	for _, c := range next.Chores {
+		e.spawn(func(ctx context.Context) { e.chore(ctx, c) })
+	}
+
+	if next.Ended {
+		e.Kick()
+	}
+}
+
+// spawn runs a step in its own goroutine. Steps outlive the request or
+// poll that claimed them: they finish even while the replica shuts down.
+func (e *Engine) spawn(step func(ctx context.Context)) {
+	e.steps.Add(1)
+	go func() {
+		defer e.steps.Done()
+
+		ctx, cancel := context.WithTimeout(context.Background(), e.opts.StepTimeout)
+		defer cancel()
+
+		step(ctx)
+	}()
+}
+
+// resolve fetches a running job's data source and pipeline and records
+// them. A registry that cannot answer fails the job.
+func (e *Engine) resolve(ctx context.Context, id string) {
+	log := e.logger.With(slog.String("job_id", id))
+
+	next, err := e.resolveJob(ctx, id)
+	if err != nil {
+		log.Error("resolve job", slog.String("err", err.Error()))
+		return
+	}
+
+	e.follow(next)
+}
+
+func (e *Engine) resolveJob(ctx context.Context, id string) (store.Next, error) {
+	dsID, err := e.store.DataSourceID(ctx, id)
+	if errors.Is(err, job.ErrNotFound) {
+		return store.Next{}, nil
+	}
+
+	if err != nil {
+		return store.Next{}, err
+	}
+
+	ds, err := e.registry.DataSource(ctx, dsID)
+	if err != nil {
+		return e.store.Fail(ctx, id, err.Error())
+	}
+
+	pipeline, err := e.registry.Pipeline(ctx, ds.PipelineID)
+	if err != nil {
+		return e.store.Fail(ctx, id, err.Error())
+	}
+
+	return e.store.Resolved(ctx, id, ds, pipeline)
+}
+
+// workerStep carries out a claimed step of one worker.
+func (e *Engine) workerStep(ctx context.Context, t store.WorkerTask) {
+	log := e.logger.With(slog.String("job_id", t.JobID), slog.Int("stage", t.Stage),
+		slog.String("instance", t.Instance))
+
+	var (
+		next store.Next
+		err  error
+	)
+	switch t.State {
+	case "starting":
+		instance, startErr := e.launcher.Start(ctx, t.Request)
+		if startErr != nil {
+			log.Warn("worker did not start", slog.String("err", startErr.Error()))
+		}
+
+		next, err = e.store.WorkerStarted(ctx, t, instance, startErr)
+	case "running":
+		alive, checkErr := e.launcher.Alive(ctx, t.Instance)
+		if checkErr != nil {
+			log.Warn("check worker", slog.String("err", checkErr.Error()))
+		}
+
+		next, err = e.store.WorkerChecked(ctx, t, alive)
+	case "reported":
+		next, err = e.store.WorkerRemoved(ctx, t, e.remove(ctx, log, t.Instance))
+	default:
+		err = fmt.Errorf("worker in state %q has no step", t.State)
+	}
+
+	if err != nil {
+		log.Error("worker step", slog.String("state", t.State), slog.String("err", err.Error()))
+		return
+	}
+
+	e.follow(next)
+}
+
+// remove fetches a reported worker's log and removes the worker. A log
+// that cannot be fetched does not hold the job up; the failure is logged
+// and noted in place of the log.
+func (e *Engine) remove(ctx context.Context, log *slog.Logger, instance string) string {
+	text, err := e.launcher.Log(ctx, instance)
+	if err != nil {
+		log.Warn("get worker log", slog.String("err", err.Error()))
+		text = ""
+	}
+
+	if err := e.launcher.Remove(ctx, instance); err != nil {
+		log.Warn("remove worker", slog.String("err", err.Error()))
+	}
+
+	return text
+}
+
+// chore carries out a call owed after a job ended. A failed chore falls
+// due again when its lease runs out, until it has been tried often enough.
+func (e *Engine) chore(ctx context.Context, c store.Chore) {
+	log := e.logger.With(slog.String("job_id", c.JobID), slog.String("chore", c.Kind),
+		slog.String("target", c.Target))
+
+	var err error
+	switch c.Kind {
+	case store.ChoreStopWorker:
+		err = e.launcher.Remove(ctx, c.Target)
+	case store.ChoreDeleteFile:
+		err = os.Remove(filepath.Join(e.opts.DataCache, c.Target))
+		if errors.Is(err, os.ErrNotExist) {
+			err = nil
+		}
+	default:
+		err = fmt.Errorf("unknown chore kind %q", c.Kind)
+	}
+
+	if err != nil && c.Attempts < e.opts.ChoreAttempts {
+		log.Warn("chore failed, will retry", slog.Int("attempts", c.Attempts), slog.String("err", err.Error()))
+		return
+	}
+
+	if err != nil {
+		log.Error("chore given up", slog.Int("attempts", c.Attempts), slog.String("err", err.Error()))
+	}
+
+	if err := e.store.ChoreDone(ctx, c.ID); err != nil {
+		log.Error("forget chore", slog.String("err", err.Error()))
+	}
+}

@@ -1,0 +1,745 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/industrial-data/jobmanager/internal/job"
+	"github.com/industrial-data/jobmanager/internal/store/internal/sqldb"
+)
+
+// Options are the engine's rules that the store applies inside its
+// transactions.
+type Options struct {
+	// Lease is how long a replica holds a step it has claimed.
+	Lease time.Duration
+	// Check is how long a running worker waits for its next check.
+	Check time.Duration
+	// StageWorkers caps the workers of one stage that run at once.
+	StageWorkers int
+	// Start holds the configuration-given parts of a start request.
+	Start job.StartSettings
+	// KeepFiles leaves the data-cache files of ended jobs in place.
+	KeepFiles bool
+}
+
+// Chore kinds.
+const (
+	ChoreStopWorker = "stop_worker"
+	ChoreDeleteFile = "delete_file"
+)
+
+// WorkerTask is a claimed step for one worker: start it (state starting),
+// check it (running) or remove it (reported).
+type WorkerTask struct {
+	JobID    string
+	Stage    int
+	Idx      int
+	State    string
+	Instance string
+	Request  json.RawMessage
+}
+
+// Chore is a claimed call owed to the platform after a job ended.
+type Chore struct {
+	ID       int64
+	Kind     string
+	JobID    string
+	Target   string
+	Attempts int
+}
+
+// Next is what a transaction hands its caller to do at once: steps it
+// claimed on the caller's behalf. Left undone, they fall due again when
+// their lease runs out.
+type Next struct {
+	Workers []WorkerTask
+	Chores  []Chore
+	// Ended is set when the transaction ended the job, which frees a slot
+	// for a pending job.
+	Ended bool
+}
+
+func (n *Next) add(o Next) {
+	n.Workers = append(n.Workers, o.Workers...)
+	n.Chores = append(n.Chores, o.Chores...)
+	n.Ended = n.Ended || o.Ended
+}
+
+// SetOptions sets the rules the engine's transactions apply.
+func (s *Store) SetOptions(opts Options) {
+	s.opts = opts
+}
+
+// ClaimPending starts the oldest pending jobs while fewer than maxRunning
+// jobs run, counted across every replica, and returns their ids. Each is
+// leased to the caller to resolve.
+func (s *Store) ClaimPending(ctx context.Context, maxRunning int) ([]string, error) {
+	var ids []string
+	err := s.inTx(ctx, func(q *sqldb.Queries) error {
+		if err := q.LockRunningCount(ctx); err != nil {
+			return err
+		}
+
+		var err error
+		ids, err = q.ClaimPendingJobs(ctx, sqldb.ClaimPendingJobsParams{
+			LeaseSeconds: s.opts.Lease.Seconds(),
+			Slots:        int32(maxRunning),
+		})
+
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("claim pending jobs: %w", err)
+	}
+
+	return ids, nil
+}
+
+// ClaimDue takes up to limit steps of each kind that are due: jobs to
+// resolve, worker steps and chores, including those whose lease ran out.
+func (s *Store) ClaimDue(ctx context.Context, limit int) ([]string, Next, error) {
+	lease := s.opts.Lease.Seconds()
+
+	jobs, err := s.q.ClaimDueJobs(ctx, sqldb.ClaimDueJobsParams{LeaseSeconds: lease, MaxJobs: int32(limit)})
+	if err != nil {
+		return nil, Next{}, fmt.Errorf("claim due jobs: %w", err)
+	}
+
+	workers, err := s.q.ClaimDueWorkers(ctx, sqldb.ClaimDueWorkersParams{
+		LeaseSeconds: lease, MaxWorkers: int32(limit),
+	})
+	if err != nil {
+		return nil, Next{}, fmt.Errorf("claim due workers: %w", err)
+	}
+
+	chores, err := s.q.ClaimDueChores(ctx, sqldb.ClaimDueChoresParams{
+		LeaseSeconds: lease, MaxChores: int32(limit),
+	})
+	if err != nil {
+		return nil, Next{}, fmt.Errorf("claim due chores: %w", err)
+	}
+
+	var next Next
+	for _, w := range workers {
+		next.Workers = append(next.Workers, workerTask(sqldb.ClaimNextPlannedRow(w)))
+	}
+
+	for _, c := range chores {
+		next.Chores = append(next.Chores, Chore{
+			ID: c.ID, Kind: c.Kind, JobID: c.JobID, Target: c.Target, Attempts: int(c.Attempts),
+		})
+	}
+
+	return jobs, next, nil
+}
+
+// DataSourceID returns the ds_id of an active job.
+func (s *Store) DataSourceID(ctx context.Context, id string) (string, error) {
+	raw, err := s.ActiveJob(ctx, id)
+	if err != nil {
+		return "", err
+	}
+
+	var doc job.Job
+	if err := json.Unmarshal(raw, &doc); err != nil {
+		return "", fmt.Errorf("decode job %s: %w", id, err)
+	}
+
+	return doc.DsID, nil
+}
+
+// Resolved records a running job's data source and pipeline and plans its
+// first stage. A job already resolved, or no longer running, is left as it
+// is.
+func (s *Store) Resolved(ctx context.Context, id string, ds job.DataSource, raw json.RawMessage) (Next, error) {
+	return s.change(ctx, id, func(q *sqldb.Queries, lj *lockedJob) (Next, error) {
+		if lj.row.Status != string(job.StatusRunning) || lj.row.Pipeline != nil {
+			return Next{}, nil
+		}
+
+		p, err := job.ParsePipeline(raw)
+		if err != nil {
+			return s.end(ctx, q, lj, job.StatusFailed, "pipeline "+ds.PipelineID+": "+err.Error())
+		}
+
+		lj.pipeline = p
+		lj.row.Pipeline = raw
+		lj.doc.PipelineID = &ds.PipelineID
+		lj.doc.DsPlatformID = &ds.PlatformID
+		lj.doc.DsPlatformTypeID = &ds.PlatformTypeID
+
+		plan, err := job.PlanStage(p.Stage(0), job.InitSourceList(lj.doc))
+		if err != nil {
+			return s.end(ctx, q, lj, job.StatusFailed, "stage 0: "+err.Error())
+		}
+
+		doc, err := json.Marshal(lj.doc)
+		if err != nil {
+			return Next{}, fmt.Errorf("encode job: %w", err)
+		}
+
+		err = q.SetJobPipeline(ctx, sqldb.SetJobPipelineParams{
+			ID: id, Doc: doc, Pipeline: raw, Stage: 0, StageInputs: mustJSON(plan.Record),
+		})
+		if err != nil {
+			return Next{}, fmt.Errorf("record pipeline: %w", err)
+		}
+
+		return s.planWorkers(ctx, q, lj, 0, plan)
+	})
+}
+
+// Fail ends an active job as failed, keeping the reason in its document.
+func (s *Store) Fail(ctx context.Context, id, reason string) (Next, error) {
+	return s.change(ctx, id, func(q *sqldb.Queries, lj *lockedJob) (Next, error) {
+		return s.end(ctx, q, lj, job.StatusFailed, reason)
+	})
+}
+
+// Abort ends a pending or running job as aborted. It returns
+// job.ErrNotFound for an unknown id and job.ErrConflict for a job that has
+// ended.
+func (s *Store) Abort(ctx context.Context, id string) (Next, error) {
+	return s.change(ctx, id, func(q *sqldb.Queries, lj *lockedJob) (Next, error) {
+		return s.end(ctx, q, lj, job.StatusAborted, "")
+	})
+}
+
+// WorkerStarted records the outcome of a worker's start request: the new
+// instance, or the error that kept it from starting, which fails the job.
+// A result the instance posted before this record was made is matched now.
+func (s *Store) WorkerStarted(ctx context.Context, t WorkerTask, instance string, startErr error) (Next, error) {
+	next, err := s.change(ctx, t.JobID, func(q *sqldb.Queries, lj *lockedJob) (Next, error) {
+		w, err := q.GetWorker(ctx, sqldb.GetWorkerParams{JobID: t.JobID, Stage: int32(t.Stage), Idx: int32(t.Idx)})
+		if err != nil {
+			return Next{}, fmt.Errorf("get worker: %w", err)
+		}
+
+		if w.State != "starting" {
+			// Another replica took the start over and recorded it first.
+			return s.stopInstance(ctx, q, t.JobID, instance)
+		}
+
+		if startErr != nil {
+			return s.end(ctx, q, lj, job.StatusFailed,
+				fmt.Sprintf("start worker %d of stage %d: %v", t.Idx, t.Stage, startErr))
+		}
+
+		err = q.SetWorkerRunning(ctx, sqldb.SetWorkerRunningParams{
+			JobID: t.JobID, Stage: int32(t.Stage), Idx: int32(t.Idx),
+			Instance: &instance, CheckSeconds: s.opts.Check.Seconds(),
+		})
+		if err != nil {
+			return Next{}, fmt.Errorf("record worker start: %w", err)
+		}
+
+		outputs, err := q.GetResult(ctx, sqldb.GetResultParams{JobID: t.JobID, Instance: instance})
+		if errors.Is(err, pgx.ErrNoRows) {
+			return Next{}, nil
+		}
+
+		if err != nil {
+			return Next{}, fmt.Errorf("get early result: %w", err)
+		}
+
+		return s.matchResult(ctx, q, lj, t.Stage, t.Idx, instance, outputs)
+	})
+	if errors.Is(err, job.ErrConflict) && instance != "" {
+		// The job ended while the worker was being started.
+		return s.stopAfterEnd(ctx, t.JobID, instance)
+	}
+
+	return next, ignoreEnded(err)
+}
+
+// WorkerChecked records the outcome of a check on a running worker. The
+// second failed check in a row fails the job.
+func (s *Store) WorkerChecked(ctx context.Context, t WorkerTask, alive bool) (Next, error) {
+	next, err := s.change(ctx, t.JobID, func(q *sqldb.Queries, lj *lockedJob) (Next, error) {
+		w, err := q.GetWorker(ctx, sqldb.GetWorkerParams{JobID: t.JobID, Stage: int32(t.Stage), Idx: int32(t.Idx)})
+		if err != nil {
+			return Next{}, fmt.Errorf("get worker: %w", err)
+		}
+
+		if w.State != "running" || deref(w.Instance) != t.Instance {
+			return Next{}, nil
+		}
+
+		failed := int32(0)
+		if !alive {
+			failed = w.FailedChecks + 1
+		}
+
+		if failed >= 2 {
+			return s.end(ctx, q, lj, job.StatusFailed,
+				fmt.Sprintf("worker %s of stage %d stopped without results", t.Instance, t.Stage))
+		}
+
+		err = q.SetWorkerChecked(ctx, sqldb.SetWorkerCheckedParams{
+			JobID: t.JobID, Stage: int32(t.Stage), Idx: int32(t.Idx),
+			FailedChecks: failed, CheckSeconds: s.opts.Check.Seconds(),
+		})
+
+		return Next{}, err
+	})
+
+	return next, ignoreEnded(err)
+}
+
+// Report keeps the results workers posted for a job and matches each to
+// the worker that sent it. A result from an instance not recorded yet is
+// kept for when its start is recorded; a repeated one changes nothing.
+func (s *Store) Report(ctx context.Context, id string, results map[string][]json.RawMessage) (Next, error) {
+	instances := make([]string, 0, len(results))
+	for instance := range results {
+		instances = append(instances, instance)
+	}
+	sort.Strings(instances)
+
+	return s.change(ctx, id, func(q *sqldb.Queries, lj *lockedJob) (Next, error) {
+		var next Next
+		for _, instance := range instances {
+			outputs := mustJSON(results[instance])
+			n, err := q.InsertResult(ctx, sqldb.InsertResultParams{JobID: id, Instance: instance, Outputs: outputs})
+			if err != nil {
+				return Next{}, fmt.Errorf("keep result: %w", err)
+			}
+
+			if n == 0 || next.Ended {
+				continue
+			}
+
+			w, err := q.WorkerByInstance(ctx, sqldb.WorkerByInstanceParams{JobID: id, Instance: &instance})
+			if errors.Is(err, pgx.ErrNoRows) {
+				continue
+			}
+
+			if err != nil {
+				return Next{}, fmt.Errorf("find worker: %w", err)
+			}
+
+			if w.State != "running" {
+				continue
+			}
+
+			more, err := s.matchResult(ctx, q, lj, int(w.Stage), int(w.Idx), instance, outputs)
+			if err != nil {
+				return Next{}, err
+			}
+
+			next.add(more)
+		}
+
+		return next, nil
+	})
+}
+
+// WorkerRemoved records that a reported worker was removed, with its log,
+// and completes the stage when it was the stage's last.
+func (s *Store) WorkerRemoved(ctx context.Context, t WorkerTask, log string) (Next, error) {
+	next, err := s.change(ctx, t.JobID, func(q *sqldb.Queries, lj *lockedJob) (Next, error) {
+		w, err := q.GetWorker(ctx, sqldb.GetWorkerParams{JobID: t.JobID, Stage: int32(t.Stage), Idx: int32(t.Idx)})
+		if err != nil {
+			return Next{}, fmt.Errorf("get worker: %w", err)
+		}
+
+		if w.State != "reported" {
+			return Next{}, nil
+		}
+
+		err = q.SetWorkerDone(ctx, sqldb.SetWorkerDoneParams{
+			JobID: t.JobID, Stage: int32(t.Stage), Idx: int32(t.Idx), Log: &log,
+		})
+		if err != nil {
+			return Next{}, fmt.Errorf("record worker removal: %w", err)
+		}
+
+		return s.completeStage(ctx, q, lj)
+	})
+
+	return next, ignoreEnded(err)
+}
+
+// ChoreDone forgets a chore that was carried out, or given up on.
+func (s *Store) ChoreDone(ctx context.Context, id int64) error {
+	if err := s.q.DeleteChore(ctx, id); err != nil {
+		return fmt.Errorf("delete chore: %w", err)
+	}
+
+	return nil
+}
+
+// RunningJobs counts the jobs running across every replica.
+func (s *Store) RunningJobs(ctx context.Context) (int, error) {
+	n, err := s.q.RunningJobs(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("count running jobs: %w", err)
+	}
+
+	return int(n), nil
+}
+
+// lockedJob is an active job whose row the current transaction has locked.
+type lockedJob struct {
+	row      sqldb.LockJobRow
+	doc      job.Job
+	pipeline job.Pipeline
+}
+
+// change runs fn in a transaction that first locks the job's row. For a
+// job that is not active it returns job.ErrConflict when the job has
+// ended and job.ErrNotFound when there never was one.
+func (s *Store) change(ctx context.Context, id string, fn func(*sqldb.Queries, *lockedJob) (Next, error)) (Next, error) {
+	var next Next
+	err := s.inTx(ctx, func(q *sqldb.Queries) error {
+		row, err := q.LockJob(ctx, id)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return inactive(ctx, q, id)
+		}
+
+		if err != nil {
+			return fmt.Errorf("lock job: %w", err)
+		}
+
+		lj := &lockedJob{row: row}
+		if err := json.Unmarshal(row.Doc, &lj.doc); err != nil {
+			return fmt.Errorf("decode job %s: %w", id, err)
+		}
+
+		if row.Pipeline != nil {
+			if lj.pipeline, err = job.ParsePipeline(row.Pipeline); err != nil {
+				return fmt.Errorf("decode pipeline of job %s: %w", id, err)
+			}
+		}
+
+		next, err = fn(q, lj)
+
+		return err
+	})
+
+	return next, err
+}
+
+// inactive tells a job that ended from one that never was.
+func inactive(ctx context.Context, q *sqldb.Queries, id string) error {
+	ended, err := q.HistoryHasJob(ctx, id)
+	if err != nil {
+		return fmt.Errorf("look up history: %w", err)
+	}
+
+	if ended {
+		return job.ErrConflict
+	}
+
+	return job.ErrNotFound
+}
+
+// ignoreEnded treats a job that ended, or vanished, under a step as a step
+// with nothing left to do.
+func ignoreEnded(err error) error {
+	if errors.Is(err, job.ErrConflict) || errors.Is(err, job.ErrNotFound) {
+		return nil
+	}
+
+	return err
+}
+
+// matchResult applies a worker's result: an empty one fails the job;
+// otherwise the worker is leased to the caller for removal and its slot
+// goes to the stage's next planned worker.
+func (s *Store) matchResult(ctx context.Context, q *sqldb.Queries, lj *lockedJob, stage, idx int,
+	instance string, outputs []byte) (Next, error) {
+	if string(outputs) == "[]" {
+		return s.end(ctx, q, lj, job.StatusFailed,
+			fmt.Sprintf("worker %s of stage %d reported no results", instance, stage))
+	}
+
+	err := q.SetWorkerReported(ctx, sqldb.SetWorkerReportedParams{
+		JobID: lj.row.ID, Stage: int32(stage), Idx: int32(idx), LeaseSeconds: s.opts.Lease.Seconds(),
+	})
+	if err != nil {
+		return Next{}, fmt.Errorf("record result: %w", err)
+	}
+
+	next := Next{Workers: []WorkerTask{{
+		JobID: lj.row.ID, Stage: stage, Idx: idx, State: "reported", Instance: instance,
+	}}}
+
+	planned, err := q.ClaimNextPlanned(ctx, sqldb.ClaimNextPlannedParams{
+		JobID: lj.row.ID, Stage: int32(stage), MaxWorkers: 1, LeaseSeconds: s.opts.Lease.Seconds(),
+	})
+	if err != nil {
+		return Next{}, fmt.Errorf("claim next worker: %w", err)
+	}
+
+	for _, p := range planned {
+		next.Workers = append(next.Workers, workerTask(p))
+	}
+
+	return next, nil
+}
+
+// planWorkers records the workers of a stage and claims as many as may run
+// at once for the caller to start.
+func (s *Store) planWorkers(ctx context.Context, q *sqldb.Queries, lj *lockedJob, stage int,
+	plan job.StageInputs) (Next, error) {
+	worker := lj.pipeline.Stage(stage).Worker
+	ds := job.DataSource{
+		PlatformID:     deref(lj.doc.DsPlatformID),
+		PlatformTypeID: deref(lj.doc.DsPlatformTypeID),
+	}
+
+	settings := s.opts.Start
+	settings.CallbackURL += "/" + lj.row.ID
+
+	var next Next
+	for i, input := range plan.Workers {
+		req := job.StartRequest(worker, input, ds, settings)
+		claimed := i < s.opts.StageWorkers
+
+		err := q.InsertWorker(ctx, sqldb.InsertWorkerParams{
+			JobID: lj.row.ID, Stage: int32(stage), Idx: int32(i), Request: req,
+			Claimed: claimed, LeaseSeconds: s.opts.Lease.Seconds(),
+		})
+		if err != nil {
+			return Next{}, fmt.Errorf("plan worker: %w", err)
+		}
+
+		if claimed {
+			next.Workers = append(next.Workers, WorkerTask{
+				JobID: lj.row.ID, Stage: stage, Idx: i, State: "starting", Request: req,
+			})
+		}
+	}
+
+	return next, nil
+}
+
+// completeStage writes the running stage into the document once all its
+// workers are done, then plans the next stage or finishes the job.
+func (s *Store) completeStage(ctx context.Context, q *sqldb.Queries, lj *lockedJob) (Next, error) {
+	workers, err := q.StageWorkers(ctx, sqldb.StageWorkersParams{JobID: lj.row.ID, Stage: lj.row.Stage})
+	if err != nil {
+		return Next{}, fmt.Errorf("list stage workers: %w", err)
+	}
+
+	for _, w := range workers {
+		if w.State != "done" {
+			return Next{}, nil
+		}
+	}
+
+	stage := int(lj.row.Stage)
+	record, err := stageRecord(lj.row, workers)
+	if err != nil {
+		return Next{}, err
+	}
+
+	lj.doc.Stages[strconv.Itoa(stage)] = record
+	if stage+1 == len(lj.pipeline.Stages) {
+		return s.end(ctx, q, lj, job.StatusFinished, "")
+	}
+
+	plan, err := job.PlanStage(lj.pipeline.Stage(stage+1), record.Outputs)
+	if err != nil {
+		return s.end(ctx, q, lj, job.StatusFailed, fmt.Sprintf("stage %d: %v", stage+1, err))
+	}
+
+	doc, err := json.Marshal(lj.doc)
+	if err != nil {
+		return Next{}, fmt.Errorf("encode job: %w", err)
+	}
+
+	err = q.SetJobStage(ctx, sqldb.SetJobStageParams{
+		ID: lj.row.ID, Doc: doc, Stage: int32(stage + 1), StageInputs: mustJSON(plan.Record),
+	})
+	if err != nil {
+		return Next{}, fmt.Errorf("record stage: %w", err)
+	}
+
+	return s.planWorkers(ctx, q, lj, stage+1, plan)
+}
+
+// end gives a job its final status and moves it to history, in the
+// caller's transaction. Workers still running are stopped and, unless
+// told to keep them, the data-cache files the job's outputs name are
+// deleted; both as chores leased to the caller.
+func (s *Store) end(ctx context.Context, q *sqldb.Queries, lj *lockedJob, status job.Status,
+	reason string) (Next, error) {
+	var workers []sqldb.StageWorkersRow
+	if lj.row.Pipeline != nil {
+		var err error
+		workers, err = q.StageWorkers(ctx, sqldb.StageWorkersParams{JobID: lj.row.ID, Stage: lj.row.Stage})
+		if err != nil {
+			return Next{}, fmt.Errorf("list stage workers: %w", err)
+		}
+
+		key := strconv.Itoa(int(lj.row.Stage))
+		if _, written := lj.doc.Stages[key]; !written {
+			record, err := stageRecord(lj.row, workers)
+			if err != nil {
+				return Next{}, err
+			}
+
+			lj.doc.Stages[key] = record
+		}
+	}
+
+	lj.doc.Status = status
+	lj.doc.Reason = reason
+
+	doc, err := json.Marshal(lj.doc)
+	if err != nil {
+		return Next{}, fmt.Errorf("encode job: %w", err)
+	}
+
+	n, err := q.EndJob(ctx, sqldb.EndJobParams{ID: lj.row.ID, Status: string(status), Doc: doc})
+	if err != nil {
+		return Next{}, fmt.Errorf("end job: %w", err)
+	}
+
+	if n != 1 {
+		return Next{}, fmt.Errorf("end job %s: moved %d rows", lj.row.ID, n)
+	}
+
+	next := Next{Ended: true}
+	for _, w := range workers {
+		if w.Instance == nil || (w.State != "running" && w.State != "reported") {
+			continue
+		}
+
+		c, err := s.addChore(ctx, q, ChoreStopWorker, lj.row.ID, *w.Instance)
+		if err != nil {
+			return Next{}, err
+		}
+
+		next.Chores = append(next.Chores, c)
+	}
+
+	if s.opts.KeepFiles || lj.row.Pipeline == nil {
+		return next, nil
+	}
+
+	for _, file := range job.OutputFiles(lj.pipeline, lj.doc) {
+		c, err := s.addChore(ctx, q, ChoreDeleteFile, lj.row.ID, file)
+		if err != nil {
+			return Next{}, err
+		}
+
+		next.Chores = append(next.Chores, c)
+	}
+
+	return next, nil
+}
+
+// stopInstance owes the platform a stop of an instance nothing tracks.
+func (s *Store) stopInstance(ctx context.Context, q *sqldb.Queries, jobID, instance string) (Next, error) {
+	if instance == "" {
+		return Next{}, nil
+	}
+
+	c, err := s.addChore(ctx, q, ChoreStopWorker, jobID, instance)
+	if err != nil {
+		return Next{}, err
+	}
+
+	return Next{Chores: []Chore{c}}, nil
+}
+
+// stopAfterEnd owes the platform a stop of a worker that started after
+// its job ended.
+func (s *Store) stopAfterEnd(ctx context.Context, jobID, instance string) (Next, error) {
+	var next Next
+	err := s.inTx(ctx, func(q *sqldb.Queries) error {
+		var err error
+		next, err = s.stopInstance(ctx, q, jobID, instance)
+
+		return err
+	})
+
+	return next, err
+}
+
+func (s *Store) addChore(ctx context.Context, q *sqldb.Queries, kind, jobID, target string) (Chore, error) {
+	id, err := q.InsertChore(ctx, sqldb.InsertChoreParams{
+		Kind: kind, JobID: jobID, Target: target, DelaySeconds: s.opts.Lease.Seconds(),
+	})
+	if err != nil {
+		return Chore{}, fmt.Errorf("add chore: %w", err)
+	}
+
+	return Chore{ID: id, Kind: kind, JobID: jobID, Target: target, Attempts: 1}, nil
+}
+
+// stageRecord builds the document's record of the running stage from what
+// its workers reported so far, in the order of their sources.
+func stageRecord(row sqldb.LockJobRow, workers []sqldb.StageWorkersRow) (job.Stage, error) {
+	record := job.Stage{
+		Inputs:    []json.RawMessage{},
+		Outputs:   []json.RawMessage{},
+		Completed: job.NewTime(time.Now()),
+	}
+
+	if row.StageStarted != nil {
+		record.Started = job.NewTime(*row.StageStarted)
+	}
+
+	if row.StageInputs != nil {
+		if err := json.Unmarshal(row.StageInputs, &record.Inputs); err != nil {
+			return job.Stage{}, fmt.Errorf("decode stage inputs: %w", err)
+		}
+	}
+
+	var logs []string
+	for _, w := range workers {
+		if w.Outputs != nil && (w.State == "reported" || w.State == "done") {
+			var outputs []json.RawMessage
+			if err := json.Unmarshal(w.Outputs, &outputs); err != nil {
+				return job.Stage{}, fmt.Errorf("decode result: %w", err)
+			}
+
+			record.Outputs = append(record.Outputs, outputs...)
+		}
+
+		if w.Log != nil && *w.Log != "" {
+			logs = append(logs, *w.Log)
+		}
+	}
+
+	record.Log = strings.Join(logs, "\n")
+
+	return record, nil
+}
+
+func workerTask(r sqldb.ClaimNextPlannedRow) WorkerTask {
+	return WorkerTask{
+		JobID: r.JobID, Stage: int(r.Stage), Idx: int(r.Idx),
+		State: r.State, Instance: deref(r.Instance), Request: r.Request,
+	}
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+
+	return *s
+}
+
+func mustJSON(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(fmt.Sprintf("encode %T: %v", v, err))
+	}
+
+	return b
+}

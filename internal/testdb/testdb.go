@@ -1,0 +1,271 @@
+// Package testdb gives each test a fresh, migrated PostgreSQL database.
+//
+// The server is the one TEST_DATABASE_URL names; else the one on
+// 127.0.0.1:5432 (user postgres), if it answers; else a throwaway server
+// started from the machine's initdb and pg_ctl in a temporary directory.
+// Each test package migrates one template database, and each test gets a
+// copy of it, so tests run in parallel without seeing each other. Only
+// databases this package created are ever dropped.
+package testdb
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/industrial-data/jobmanager/internal/store"
+)
+
+var (
+	once     sync.Once
+	admin    string // URL of the server's maintenance database
+	template string // name of this process's migrated template
+	setupErr error
+	stopper  func()
+)
+
+// Main runs a package's tests and then drops the template and stops any
+// server it started. Call it from TestMain.
+func Main(m interface{ Run() int }) {
+	code := m.Run()
+	cleanup()
+	os.Exit(code)
+}
+
+// URL returns the connection URL of a new migrated database that is
+// dropped when the test ends.
+func URL(t testing.TB) string {
+	t.Helper()
+
+	once.Do(func() { setupErr = setup() })
+	if setupErr != nil {
+		t.Fatalf("test database: %v", setupErr)
+	}
+
+	name := "jobmanager_test_" + randomSuffix()
+	ctx := context.Background()
+
+	if err := execAdmin(ctx, fmt.Sprintf("CREATE DATABASE %s TEMPLATE %s", name, template)); err != nil {
+		t.Fatalf("create test database: %v", err)
+	}
+
+	t.Cleanup(func() {
+		if err := execAdmin(context.Background(), "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
+			t.Logf("drop test database %s: %v", name, err)
+		}
+	})
+
+	return withDatabase(admin, name)
+}
+
+// Pool returns a pool on a new migrated database, closed when the test ends.
+func Pool(t testing.TB) *pgxpool.Pool {
+	t.Helper()
+
+	pool, err := pgxpool.New(context.Background(), URL(t))
+	if err != nil {
+		t.Fatalf("connect to test database: %v", err)
+	}
+
+	t.Cleanup(pool.Close)
+
+	return pool
+}
+
+// setup finds or starts a server and migrates this process's template.
+func setup() error {
+	ctx := context.Background()
+
+	switch {
+	case os.Getenv("TEST_DATABASE_URL") != "":
+		admin = os.Getenv("TEST_DATABASE_URL")
+	case answers("127.0.0.1:5432"):
+		admin = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
+	default:
+		var err error
+		if admin, stopper, err = StartServer(); err != nil {
+			return err
+		}
+	}
+
+	template = "jobmanager_tpl_" + randomSuffix()
+	if err := execAdmin(ctx, "CREATE DATABASE "+template); err != nil {
+		return fmt.Errorf("create template: %w", err)
+	}
+
+	pool, err := pgxpool.New(ctx, withDatabase(admin, template))
+	if err != nil {
+		return fmt.Errorf("connect to template: %w", err)
+	}
+	defer pool.Close()
+
+	if err := store.Migrate(ctx, pool); err != nil {
+		return fmt.Errorf("migrate template: %w", err)
+	}
+
+	return nil
+}
+
+func cleanup() {
+	if template != "" {
+		_ = execAdmin(context.Background(), "DROP DATABASE IF EXISTS "+template+" WITH (FORCE)")
+	}
+
+	if stopper != nil {
+		stopper()
+	}
+}
+
+// StartServer starts a throwaway PostgreSQL server on a free loopback port
+// with the machine's initdb and pg_ctl, and returns the URL of its
+// maintenance database and a function that stops it and removes its files.
+func StartServer() (string, func(), error) {
+	initdb, err := findBinary("initdb")
+	if err != nil {
+		return "", nil, err
+	}
+
+	pgCtl, err := findBinary("pg_ctl")
+	if err != nil {
+		return "", nil, err
+	}
+
+	dir, err := os.MkdirTemp("", "jobmanager-pg-")
+	if err != nil {
+		return "", nil, err
+	}
+
+	data := filepath.Join(dir, "data")
+	port, err := freePort()
+	if err != nil {
+		return "", nil, err
+	}
+
+	run := func(name string, args ...string) error {
+		cmd := exec.Command(name, args...)
+		if os.Geteuid() == 0 {
+			// PostgreSQL refuses to run as root; run it as the postgres
+			// user, which owns the directory.
+			cmd = exec.Command("runuser", append([]string{"-u", "postgres", "--", name}, args...)...)
+		}
+
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("%s: %w: %s", filepath.Base(name), err, out)
+		}
+
+		return nil
+	}
+
+	if os.Geteuid() == 0 {
+		if out, err := exec.Command("chown", "-R", "postgres", dir).CombinedOutput(); err != nil {
+			return "", nil, fmt.Errorf("chown: %w: %s", err, out)
+		}
+	}
+
+	if err := run(initdb, "-D", data, "-U", "postgres", "-A", "trust", "--no-sync"); err != nil {
+		return "", nil, err
+	}
+
+	opts := fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=off", port, dir)
+	if err := run(pgCtl, "-D", data, "-o", opts, "-l", filepath.Join(dir, "log"), "-w", "start"); err != nil {
+		return "", nil, err
+	}
+
+	stop := func() {
+		_ = run(pgCtl, "-D", data, "-m", "immediate", "stop")
+		_ = os.RemoveAll(dir)
+	}
+
+	return fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", port), stop, nil
+}
+
+// findBinary looks for a PostgreSQL program on PATH and in Debian's
+// versioned directories.
+func findBinary(name string) (string, error) {
+	if p, err := exec.LookPath(name); err == nil {
+		return p, nil
+	}
+
+	matches, _ := filepath.Glob("/usr/lib/postgresql/*/bin/" + name)
+	if len(matches) > 0 {
+		return matches[len(matches)-1], nil
+	}
+
+	return "", fmt.Errorf("no PostgreSQL server answers on 127.0.0.1:5432 and %s is not installed; "+
+		"set TEST_DATABASE_URL or install PostgreSQL (apt-get install postgresql)", name)
+}
+
+func execAdmin(ctx context.Context, sql string) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+
+	conn, err := pgx.Connect(ctx, admin)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+
+	for attempt := 0; ; attempt++ {
+		_, err = conn.Exec(ctx, sql)
+		// Copying a template fails while another session uses it; that
+		// is brief, so try again.
+		if err == nil || attempt == 20 || !strings.Contains(err.Error(), "is being accessed by other users") {
+			return err
+		}
+
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func withDatabase(rawURL, name string) string {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		panic(fmt.Sprintf("database URL %q: %v", rawURL, err))
+	}
+
+	u.Path = "/" + name
+
+	return u.String()
+}
+
+func answers(addr string) bool {
+	conn, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return false
+	}
+
+	conn.Close()
+
+	return true
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+func randomSuffix() string {
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+
+	return hex.EncodeToString(b)
+}
