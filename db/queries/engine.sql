@@ -57,7 +57,7 @@ UPDATE jobs
 SET doc = @doc,
     pipeline = @pipeline,
     stage = @stage,
-    stage_started = now(),
+    stage_started = @started::timestamptz,
     stage_inputs = @stage_inputs,
     due_at = NULL
 WHERE id = @id;
@@ -67,7 +67,7 @@ WHERE id = @id;
 UPDATE jobs
 SET doc = @doc,
     stage = @stage,
-    stage_started = now(),
+    stage_started = @started::timestamptz,
     stage_inputs = @stage_inputs
 WHERE id = @id;
 

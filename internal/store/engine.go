@@ -189,6 +189,7 @@ func (s *Store) Resolved(ctx context.Context, id string, ds job.DataSource, raw 
 
 		err = q.SetJobPipeline(ctx, sqldb.SetJobPipelineParams{
 			ID: id, Doc: doc, Pipeline: raw, Stage: 0, StageInputs: mustJSON(plan.Record),
+			Started: time.Now(),
 		})
 		if err != nil {
 			return Next{}, fmt.Errorf("record pipeline: %w", err)
@@ -539,7 +540,7 @@ func (s *Store) completeStage(ctx context.Context, q *sqldb.Queries, lj *lockedJ
 	}
 
 	stage := int(lj.row.Stage)
-	record, err := stageRecord(lj.row, workers)
+	record, err := stageRecord(lj.row, workers, time.Now())
 	if err != nil {
 		return Next{}, err
 	}
@@ -561,6 +562,7 @@ func (s *Store) completeStage(ctx context.Context, q *sqldb.Queries, lj *lockedJ
 
 	err = q.SetJobStage(ctx, sqldb.SetJobStageParams{
 		ID: lj.row.ID, Doc: doc, Stage: int32(stage + 1), StageInputs: mustJSON(plan.Record),
+		Started: record.Completed.Time,
 	})
 	if err != nil {
 		return Next{}, fmt.Errorf("record stage: %w", err)
@@ -585,7 +587,7 @@ func (s *Store) end(ctx context.Context, q *sqldb.Queries, lj *lockedJob, status
 
 		key := strconv.Itoa(int(lj.row.Stage))
 		if _, written := lj.doc.Stages[key]; !written {
-			record, err := stageRecord(lj.row, workers)
+			record, err := stageRecord(lj.row, workers, time.Now())
 			if err != nil {
 				return Next{}, err
 			}
@@ -682,11 +684,11 @@ func (s *Store) addChore(ctx context.Context, q *sqldb.Queries, kind, jobID, tar
 
 // stageRecord builds the document's record of the running stage from what
 // its workers reported so far, in the order of their sources.
-func stageRecord(row sqldb.LockJobRow, workers []sqldb.StageWorkersRow) (job.Stage, error) {
+func stageRecord(row sqldb.LockJobRow, workers []sqldb.StageWorkersRow, now time.Time) (job.Stage, error) {
 	record := job.Stage{
 		Inputs:    []json.RawMessage{},
 		Outputs:   []json.RawMessage{},
-		Completed: job.NewTime(time.Now()),
+		Completed: job.NewTime(now),
 	}
 
 	if row.StageStarted != nil {

@@ -429,16 +429,17 @@ UPDATE jobs
 SET doc = $1,
     pipeline = $2,
     stage = $3,
-    stage_started = now(),
-    stage_inputs = $4,
+    stage_started = $4::timestamptz,
+    stage_inputs = $5,
     due_at = NULL
-WHERE id = $5
+WHERE id = $6
 `
 
 type SetJobPipelineParams struct {
 	Doc         []byte
 	Pipeline    []byte
 	Stage       int32
+	Started     time.Time
 	StageInputs []byte
 	ID          string
 }
@@ -449,6 +450,7 @@ func (q *Queries) SetJobPipeline(ctx context.Context, arg SetJobPipelineParams) 
 		arg.Doc,
 		arg.Pipeline,
 		arg.Stage,
+		arg.Started,
 		arg.StageInputs,
 		arg.ID,
 	)
@@ -459,14 +461,15 @@ const setJobStage = `-- name: SetJobStage :exec
 UPDATE jobs
 SET doc = $1,
     stage = $2,
-    stage_started = now(),
-    stage_inputs = $3
-WHERE id = $4
+    stage_started = $3::timestamptz,
+    stage_inputs = $4
+WHERE id = $5
 `
 
 type SetJobStageParams struct {
 	Doc         []byte
 	Stage       int32
+	Started     time.Time
 	StageInputs []byte
 	ID          string
 }
@@ -476,6 +479,7 @@ func (q *Queries) SetJobStage(ctx context.Context, arg SetJobStageParams) error 
 	_, err := q.db.Exec(ctx, setJobStage,
 		arg.Doc,
 		arg.Stage,
+		arg.Started,
 		arg.StageInputs,
 		arg.ID,
 	)

@@ -1,0 +1,366 @@
+// Package platformtest fakes the platform around the job manager for
+// tests and benchmarks: a data-source registry, a pipeline registry and a
+// deployment manager, each a real HTTP server on loopback, whose workers
+// post their results back to the job manager over HTTP like real ones.
+package platformtest
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Plan says how a started worker behaves.
+type Plan struct {
+	// Outputs is the result the worker posts. Nil posts nothing.
+	Outputs any
+	// Early posts the result before the start request is answered.
+	Early bool
+	// Twice posts the result a second time.
+	Twice bool
+	// Delay waits this long before posting.
+	Delay time.Duration
+	// Stop marks the worker stopped, as if it quit without a result.
+	Stop bool
+	// Refuse answers the start request with 500.
+	Refuse bool
+}
+
+// StartRequest is the body the job manager posts to start a worker.
+type StartRequest struct {
+	ID            string                     `json:"id"`
+	Name          string                     `json:"name"`
+	Image         string                     `json:"image"`
+	DataCachePath string                     `json:"data_cache_path"`
+	Configs       map[string]json.RawMessage `json:"configs"`
+	Inputs        map[string]json.RawMessage `json:"inputs"`
+	Type          string                     `json:"type"`
+}
+
+// Config returns a string config of the request, "" when it has none.
+func (r StartRequest) Config(name string) string {
+	var s string
+	_ = json.Unmarshal(r.Configs[name], &s)
+
+	return s
+}
+
+// Input returns a string input of the request, "" when it has none.
+func (r StartRequest) Input(name string) string {
+	var s string
+	_ = json.Unmarshal(r.Inputs[name], &s)
+
+	return s
+}
+
+// Instance is a worker the fake deployment manager started.
+type Instance struct {
+	ID      string
+	Request StartRequest
+	Started time.Time
+
+	mu      sync.Mutex
+	stopped bool
+	removed bool
+}
+
+// Removed reports whether the job manager removed the instance.
+func (i *Instance) Removed() bool {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+
+	return i.removed
+}
+
+// Platform is the fake platform.
+type Platform struct {
+	// Registry serves data sources under /machines and pipelines under
+	// /pipelines.
+	Registry *httptest.Server
+	// Deployments serves the deployment manager under /deployments.
+	Deployments *httptest.Server
+
+	// OnStart decides how each started worker behaves. It runs on the
+	// request's goroutine and may be called concurrently.
+	OnStart func(r StartRequest) Plan
+	// Callback, when set, rewrites the URL a worker posts its result to,
+	// for example to pick one of several replicas.
+	Callback func(url string) string
+
+	mu          sync.Mutex
+	dataSources map[string]json.RawMessage
+	pipelines   map[string]json.RawMessage
+	instances   []*Instance
+	byID        map[string]*Instance
+	registryErr map[string]int
+
+	nextID    atomic.Int64
+	posts     sync.WaitGroup
+	postFails atomic.Int64
+	client    *http.Client
+}
+
+// New starts a fake platform whose workers behave as onStart says, and
+// stops it when the test ends.
+func New(t interface{ Cleanup(func()) }, onStart func(r StartRequest) Plan) *Platform {
+	p := &Platform{
+		OnStart:     onStart,
+		dataSources: map[string]json.RawMessage{},
+		pipelines:   map[string]json.RawMessage{},
+		byID:        map[string]*Instance{},
+		registryErr: map[string]int{},
+		client:      &http.Client{Timeout: 30 * time.Second},
+	}
+
+	p.Registry = httptest.NewServer(http.HandlerFunc(p.serveRegistry))
+	p.Deployments = httptest.NewServer(http.HandlerFunc(p.serveDeployments))
+	t.Cleanup(func() {
+		p.posts.Wait()
+		p.Registry.Close()
+		p.Deployments.Close()
+	})
+
+	return p
+}
+
+// AddDataSource registers a data source whose jobs run pipelineID.
+func (p *Platform) AddDataSource(dsID, pipelineID string) {
+	p.SetDataSource(dsID, mustJSON(map[string]string{
+		"name":             "machine " + dsID,
+		"pipeline_id":      pipelineID,
+		"platform_id":      "device:" + dsID,
+		"platform_type_id": "device-type:" + dsID,
+	}))
+}
+
+// SetDataSource registers the registry's raw answer for a data source.
+func (p *Platform) SetDataSource(dsID string, raw json.RawMessage) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+
+	p.dataSources[dsID] = raw
+}
+
+// SetPipeline registers the registry's raw answer for a pipeline.
+func (p *Platform) SetPipeline(id string, raw json.RawMessage) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+
+	p.pipelines[id] = raw
+}
+
+// FailRegistry makes the registries answer status for path, such as
+// "/machines/ds-1".
+func (p *Platform) FailRegistry(path string, status int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+
+	p.registryErr[path] = status
+}
+
+// Instances returns every instance started so far, in start order.
+func (p *Platform) Instances() []*Instance {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+
+	return append([]*Instance(nil), p.instances...)
+}
+
+// PostFailures counts results the job manager did not answer with 200.
+func (p *Platform) PostFailures() int64 {
+	return p.postFails.Load()
+}
+
+// Settings returns the job manager's CONF_* settings that point at the
+// fake platform.
+func (p *Platform) Settings() map[string]string {
+	return map[string]string{
+		"CONF_MACHINEREGISTRY_URL":   p.Registry.URL,
+		"CONF_MACHINEREGISTRY_API":   "machines",
+		"CONF_PIPELINEREGISTRY_URL":  p.Registry.URL,
+		"CONF_PIPELINEREGISTRY_API":  "pipelines",
+		"CONF_DEPLOYMENTMANAGER_URL": p.Deployments.URL,
+		"CONF_DEPLOYMENTMANAGER_API": "deployments",
+	}
+}
+
+func (p *Platform) serveRegistry(w http.ResponseWriter, r *http.Request) {
+	p.mu.Lock()
+	status, failing := p.registryErr[r.URL.Path]
+	var (
+		raw json.RawMessage
+		ok  bool
+	)
+	if id, found := strings.CutPrefix(r.URL.Path, "/machines/"); found {
+		raw, ok = p.dataSources[id]
+	} else if id, found := strings.CutPrefix(r.URL.Path, "/pipelines/"); found {
+		raw, ok = p.pipelines[id]
+	}
+	p.mu.Unlock()
+
+	switch {
+	case r.Method != http.MethodGet:
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+	case failing:
+		http.Error(w, "failing on purpose", status)
+	case !ok:
+		http.NotFound(w, r)
+	default:
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(raw)
+	}
+}
+
+func (p *Platform) serveDeployments(w http.ResponseWriter, r *http.Request) {
+	rest, ok := strings.CutPrefix(r.URL.Path, "/deployments")
+	if !ok {
+		http.NotFound(w, r)
+		return
+	}
+
+	rest = strings.Trim(rest, "/")
+	id, sub, _ := strings.Cut(rest, "/")
+
+	switch {
+	case rest == "" && r.Method == http.MethodPost:
+		p.start(w, r)
+	case id != "" && sub == "" && r.Method == http.MethodGet:
+		p.status(w, id)
+	case id != "" && sub == "log" && r.Method == http.MethodGet:
+		p.log(w, id)
+	case id != "" && sub == "" && r.Method == http.MethodDelete:
+		p.remove(w, id)
+	default:
+		http.Error(w, "not found", http.StatusNotFound)
+	}
+}
+
+func (p *Platform) start(w http.ResponseWriter, r *http.Request) {
+	var req StartRequest
+	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+		http.Error(w, "bad start request: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+
+	plan := p.OnStart(req)
+	if plan.Refuse {
+		http.Error(w, "refused on purpose", http.StatusInternalServerError)
+		return
+	}
+
+	inst := &Instance{
+		ID:      fmt.Sprintf("inst-%d", p.nextID.Add(1)),
+		Request: req,
+		Started: time.Now(),
+		stopped: plan.Stop,
+	}
+
+	p.mu.Lock()
+	p.instances = append(p.instances, inst)
+	p.byID[inst.ID] = inst
+	p.mu.Unlock()
+
+	if plan.Outputs != nil && plan.Early {
+		p.report(inst, plan.Outputs)
+	}
+
+	if plan.Outputs != nil && !plan.Early {
+		p.posts.Add(1)
+		go func() {
+			defer p.posts.Done()
+			time.Sleep(plan.Delay)
+			p.report(inst, plan.Outputs)
+			if plan.Twice {
+				p.report(inst, plan.Outputs)
+			}
+		}()
+	}
+
+	_, _ = io.WriteString(w, inst.ID)
+}
+
+// report posts a worker's result to its callback URL, as a worker does.
+func (p *Platform) report(inst *Instance, outputs any) {
+	target := inst.Request.Config("JOB_CALLBACK_URL")
+	if p.Callback != nil {
+		target = p.Callback(target)
+	}
+
+	body := mustJSON(map[string]any{inst.ID: outputs})
+	resp, err := p.client.Post(target, "application/json", bytes.NewReader(body))
+	if err != nil {
+		p.postFails.Add(1)
+		return
+	}
+	defer resp.Body.Close()
+
+	_, _ = io.Copy(io.Discard, resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		p.postFails.Add(1)
+	}
+}
+
+func (p *Platform) instance(id string) *Instance {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+
+	return p.byID[id]
+}
+
+func (p *Platform) status(w http.ResponseWriter, id string) {
+	inst := p.instance(id)
+	if inst == nil {
+		http.NotFound(w, nil)
+		return
+	}
+
+	inst.mu.Lock()
+	status := "running"
+	if inst.stopped || inst.removed {
+		status = "stopped"
+	}
+	inst.mu.Unlock()
+
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(mustJSON(map[string]string{"id": id, "status": status}))
+}
+
+func (p *Platform) log(w http.ResponseWriter, id string) {
+	inst := p.instance(id)
+	if inst == nil {
+		http.NotFound(w, nil)
+		return
+	}
+
+	fmt.Fprintf(w, "%s (%s) ran\n", inst.ID, inst.Request.Image)
+}
+
+func (p *Platform) remove(w http.ResponseWriter, id string) {
+	inst := p.instance(id)
+	if inst == nil {
+		http.NotFound(w, nil)
+		return
+	}
+
+	inst.mu.Lock()
+	inst.removed = true
+	inst.mu.Unlock()
+
+	w.WriteHeader(http.StatusOK)
+}
+
+func mustJSON(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+
+	return b
+}
