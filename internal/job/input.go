@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"strings"
+	"strconv"
 	"unicode/utf8"
 )
 
@@ -137,45 +137,57 @@ func parseObject(body []byte) (map[string]json.RawMessage, error) {
 		return nil, fmt.Errorf("%w: body is not valid JSON", ErrInvalid)
 	}
 
-	if hasNUL(body) {
-		return nil, fmt.Errorf("%w: strings must not contain NUL characters", ErrInvalid)
+	if !storable(body) {
+		return nil, fmt.Errorf("%w: strings must not contain NUL characters or lone surrogates",
+			ErrInvalid)
 	}
 
 	return fields, nil
 }
 
-// hasNUL reports whether a valid JSON text has a string holding U+0000,
-// which PostgreSQL cannot store in JSONB or text.
-func hasNUL(body []byte) bool {
-	if !bytes.Contains(body, []byte(`\u0000`)) {
-		return false
+// storable reports whether PostgreSQL can store a valid JSON text as
+// JSONB: it refuses the escape \u0000 and UTF-16 surrogates that are not
+// in pairs, both of which JSON itself allows.
+func storable(body []byte) bool {
+	for i := 0; i < len(body); i++ {
+		if body[i] != '\\' {
+			continue
+		}
+
+		if body[i+1] != 'u' {
+			i++ // an escaped character, which may itself be a backslash
+			continue
+		}
+
+		code := hex4(body[i+2 : i+6])
+		i += 5
+
+		switch {
+		case code == 0:
+			return false
+		case code >= 0xDC00 && code <= 0xDFFF:
+			return false // a low surrogate with no high one before it
+		case code >= 0xD800 && code <= 0xDBFF:
+			if i+6 >= len(body) || body[i+1] != '\\' || body[i+2] != 'u' {
+				return false
+			}
+
+			if low := hex4(body[i+3 : i+7]); low < 0xDC00 || low > 0xDFFF {
+				return false
+			}
+
+			i += 6
+		}
 	}
 
-	var v any
-	_ = json.Unmarshal(body, &v)
-
-	return containsNUL(v)
+	return true
 }
 
-func containsNUL(v any) bool {
-	switch v := v.(type) {
-	case string:
-		return strings.ContainsRune(v, 0)
-	case []any:
-		for _, item := range v {
-			if containsNUL(item) {
-				return true
-			}
-		}
-	case map[string]any:
-		for key, item := range v {
-			if strings.ContainsRune(key, 0) || containsNUL(item) {
-				return true
-			}
-		}
-	}
+// hex4 reads the four hex digits of a \u escape in valid JSON.
+func hex4(b []byte) int {
+	n, _ := strconv.ParseUint(string(b), 16, 32)
 
-	return false
+	return int(n)
 }
 
 // firstByte returns the first byte of a JSON text that is not white space.
