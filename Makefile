@@ -1,24 +1,44 @@
 # Every target here is run by CI (.ci/run) or named in the README.
 
 GO ?= go
-BIN := bin/jobmanager
+LISTEN ?= 127.0.0.1:8080
+CACHE := .data/cache
 
-.PHONY: build run test generate check-generated
+.PHONY: build run test generate check-generated sample
 
+# build builds the service and the example workers into bin/.
 build:
-	$(GO) build -o $(BIN) ./cmd/jobmanager
+	$(GO) build -o bin/ ./cmd/jobmanager ./examples/xlsx-to-csv ./examples/trim ./examples/split
 
-# run starts the service on the database DATABASE_URL names, else on the
-# PostgreSQL server on 127.0.0.1:5432.
+# run starts the service with the platform on this machine: pipelines from
+# examples/platform.json, workers as local processes, files in .data/cache.
+# The database is DATABASE_URL, else the server on 127.0.0.1:5432, else a
+# private server under .data/pg (see cmd/devdb).
 run: build
-	@DATABASE_URL="$$($(GO) run ./cmd/devdb)" && export DATABASE_URL && \
-	  echo "jobmanager: serving on $${JOBMANAGER_LISTEN_ADDR:-:8080}" >&2 && \
-	  exec ./$(BIN)
+	@mkdir -p $(CACHE)
+	@cp -n examples/sample/energy.xlsx $(CACHE)/energy.xlsx 2>/dev/null || true
+	@DATABASE_URL="$$($(GO) run ./cmd/devdb)" || exit 1; \
+	  export DATABASE_URL; \
+	  export JOBMANAGER_LISTEN_ADDR="$${JOBMANAGER_LISTEN_ADDR:-$(LISTEN)}"; \
+	  export JOBMANAGER_REGISTRY="$${JOBMANAGER_REGISTRY:-file}"; \
+	  export JOBMANAGER_LAUNCHER="$${JOBMANAGER_LAUNCHER:-local}"; \
+	  export JOBMANAGER_PLATFORM_FILE="$${JOBMANAGER_PLATFORM_FILE:-examples/platform.json}"; \
+	  export JOBMANAGER_KEEP_OUTPUT_FILES="$${JOBMANAGER_KEEP_OUTPUT_FILES:-true}"; \
+	  export CONF_DATACACHE_PATH="$${CONF_DATACACHE_PATH:-$(CACHE)}"; \
+	  export CONF_WORKERCALLBACK_URL="$${CONF_WORKERCALLBACK_URL:-http://$$JOBMANAGER_LISTEN_ADDR}"; \
+	  export CONF_JOBS_CHECK="$${CONF_JOBS_CHECK:-1}"; \
+	  echo; \
+	  echo "jobmanager: serving on http://$$JOBMANAGER_LISTEN_ADDR; submit the sample with:"; \
+	  echo; \
+	  echo "  curl -H 'Content-Type: application/json' -d '{\"hash\":\"sample-1\",\"ds_id\":\"energy-demo\",\"file_name\":\"energy.xlsx\"}' http://$$JOBMANAGER_LISTEN_ADDR/jobs"; \
+	  echo; \
+	  exec ./bin/jobmanager
 
 # test checks the generated code and formatting, then runs every test
 # against a real PostgreSQL (see internal/testdb for how one is found).
 test: check-generated
-	@test -z "$$(gofmt -l cmd internal migrations)" || { gofmt -l cmd internal migrations; echo "gofmt needed"; exit 1; }
+	@test -z "$$(gofmt -l cmd internal examples migrations)" || \
+	  { gofmt -l cmd internal examples migrations; echo "gofmt needed"; exit 1; }
 	$(GO) vet ./...
 	$(GO) test -count=1 ./...
 
@@ -29,3 +49,7 @@ generate:
 # check-generated fails when the committed sqlc code is stale.
 check-generated:
 	$(GO) tool sqlc diff
+
+# sample rewrites the sample workbook (see examples/sample/generate).
+sample:
+	$(GO) run ./examples/sample/generate -o examples/sample/energy.xlsx

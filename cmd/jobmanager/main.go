@@ -27,6 +27,7 @@ import (
 	"github.com/industrial-data/jobmanager/internal/config"
 	"github.com/industrial-data/jobmanager/internal/engine"
 	"github.com/industrial-data/jobmanager/internal/job"
+	"github.com/industrial-data/jobmanager/internal/local"
 	"github.com/industrial-data/jobmanager/internal/peer"
 	"github.com/industrial-data/jobmanager/internal/store"
 )
@@ -78,6 +79,39 @@ func run(ctx context.Context, args, environ []string, out io.Writer) error {
 	return serve(ctx, cfg, pool, logger)
 }
 
+// platform builds the registry and the launcher the settings choose: the
+// platform's HTTP services, or their stand-ins from the platform file.
+func platform(cfg config.Config) (engine.Registry, engine.Launcher, func(), error) {
+	client := &http.Client{Timeout: cfg.PeerTimeout}
+
+	var registry engine.Registry = peer.NewRegistries(client,
+		peer.Endpoint(cfg.MachineRegistryURL, cfg.MachineRegistryAPI),
+		peer.Endpoint(cfg.PipelineRegistryURL, cfg.PipelineRegistryAPI))
+	var launcher engine.Launcher = peer.NewDeployments(client,
+		peer.Endpoint(cfg.DeploymentManagerURL, cfg.DeploymentManagerAPI))
+
+	if cfg.Registry == "http" && cfg.Launcher == "http" {
+		return registry, launcher, func() {}, nil
+	}
+
+	file, err := local.Load(cfg.PlatformFile)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+
+	if cfg.Registry == "file" {
+		registry = local.NewRegistry(file)
+	}
+
+	closer := func() {}
+	if cfg.Launcher == "local" {
+		l := local.NewLauncher(file, cfg.DataCachePath, []string{"PATH=" + os.Getenv("PATH")})
+		launcher, closer = l, l.Close
+	}
+
+	return registry, launcher, closer, nil
+}
+
 // serve runs the API and the engine until ctx ends, then stops both
 // within the shutdown timeout.
 func serve(ctx context.Context, cfg config.Config, pool *pgxpool.Pool, logger *slog.Logger) error {
@@ -90,15 +124,16 @@ func serve(ctx context.Context, cfg config.Config, pool *pgxpool.Pool, logger *s
 			CallbackEnvVar: cfg.WorkerCallbackEnvVar,
 			CallbackURL:    peer.Endpoint(cfg.WorkerCallbackURL, cfg.WorkerCallbackAPI),
 		},
+		KeepFiles: cfg.KeepOutputFiles,
 	})
 
-	client := &http.Client{Timeout: cfg.PeerTimeout}
-	registries := peer.NewRegistries(client,
-		peer.Endpoint(cfg.MachineRegistryURL, cfg.MachineRegistryAPI),
-		peer.Endpoint(cfg.PipelineRegistryURL, cfg.PipelineRegistryAPI))
-	deployments := peer.NewDeployments(client, peer.Endpoint(cfg.DeploymentManagerURL, cfg.DeploymentManagerAPI))
+	registry, launcher, closePlatform, err := platform(cfg)
+	if err != nil {
+		return err
+	}
+	defer closePlatform()
 
-	eng := engine.New(st, registries, deployments, logger, engine.Options{
+	eng := engine.New(st, registry, launcher, logger, engine.Options{
 		MaxJobs:     cfg.JobsMaxNum,
 		Poll:        cfg.Poll,
 		DataCache:   cfg.DataCachePath,

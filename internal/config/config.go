@@ -56,6 +56,17 @@ type Config struct {
 	// pending jobs, worker checks, and steps left behind by a replica that
 	// died.
 	Poll time.Duration `env:"JOBMANAGER_POLL_INTERVAL" envDefault:"1s"`
+	// Registry picks where data sources and pipelines come from: "http",
+	// the platform's registries, or "file", the platform file.
+	Registry string `env:"JOBMANAGER_REGISTRY" envDefault:"http"`
+	// Launcher picks what runs workers: "http", the platform's deployment
+	// manager, or "local", local processes named in the platform file.
+	Launcher string `env:"JOBMANAGER_LAUNCHER" envDefault:"http"`
+	// PlatformFile is the JSON file the file registry and the local
+	// launcher read.
+	PlatformFile string `env:"JOBMANAGER_PLATFORM_FILE"`
+	// KeepOutputFiles leaves the data-cache files of ended jobs in place.
+	KeepOutputFiles bool `env:"JOBMANAGER_KEEP_OUTPUT_FILES" envDefault:"false"`
 	// MaxBodyBytes is the largest request body accepted.
 	MaxBodyBytes int64 `env:"JOBMANAGER_MAX_BODY_BYTES" envDefault:"4194304"`
 	// ShutdownTimeout bounds a graceful stop.
@@ -131,6 +142,18 @@ func (c Config) validate() error {
 			c.Lease, c.PeerTimeout))
 	}
 
+	if c.Registry != "http" && c.Registry != "file" {
+		errs = append(errs, fmt.Errorf("JOBMANAGER_REGISTRY must be http or file, got %q", c.Registry))
+	}
+
+	if c.Launcher != "http" && c.Launcher != "local" {
+		errs = append(errs, fmt.Errorf("JOBMANAGER_LAUNCHER must be http or local, got %q", c.Launcher))
+	}
+
+	if (c.Registry == "file" || c.Launcher == "local") && c.PlatformFile == "" {
+		errs = append(errs, errors.New("JOBMANAGER_PLATFORM_FILE must be set for the file registry or the local launcher"))
+	}
+
 	if c.WorkerCallbackEnvVar == "" {
 		errs = append(errs, errors.New("CONF_WORKERCALLBACK_ENV_VAR must not be empty"))
 	}
@@ -150,12 +173,16 @@ func (c Config) LogAttrs() []slog.Attr {
 		slog.String("deployment_manager", c.DeploymentManagerURL+"/"+c.DeploymentManagerAPI),
 		slog.String("worker_callback", c.WorkerCallbackURL+"/"+c.WorkerCallbackAPI),
 		slog.Int("jobs_max_num", c.JobsMaxNum),
-		slog.Duration("jobs_check", time.Duration(c.JobsCheck)),
+		slog.String("jobs_check", time.Duration(c.JobsCheck).String()),
 		slog.String("data_cache_path", c.DataCachePath),
 		slog.Int("stage_workers", c.StageWorkers),
-		slog.Duration("lease", c.Lease),
-		slog.Duration("peer_timeout", c.PeerTimeout),
-		slog.Duration("poll_interval", c.Poll),
+		slog.String("lease", c.Lease.String()),
+		slog.String("peer_timeout", c.PeerTimeout.String()),
+		slog.String("poll_interval", c.Poll.String()),
+		slog.String("registry", c.Registry),
+		slog.String("launcher", c.Launcher),
+		slog.String("platform_file", c.PlatformFile),
+		slog.Bool("keep_output_files", c.KeepOutputFiles),
 	}
 }
 

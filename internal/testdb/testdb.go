@@ -16,8 +16,6 @@ import (
 	"net"
 	"net/url"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -26,6 +24,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/industrial-data/jobmanager/internal/pgserver"
 	"github.com/industrial-data/jobmanager/internal/store"
 )
 
@@ -95,10 +94,18 @@ func setup() error {
 	case answers("127.0.0.1:5432"):
 		admin = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
 	default:
-		var err error
-		if admin, stopper, err = StartServer(); err != nil {
+		dir, err := os.MkdirTemp("", "jobmanager-pg-")
+		if err != nil {
 			return err
 		}
+
+		server, err := pgserver.Start(dir)
+		if err != nil {
+			return err
+		}
+
+		admin = server.URL("postgres")
+		stopper = func() { _ = server.Remove() }
 	}
 
 	template = "jobmanager_tpl_" + randomSuffix()
@@ -127,86 +134,6 @@ func cleanup() {
 	if stopper != nil {
 		stopper()
 	}
-}
-
-// StartServer starts a throwaway PostgreSQL server on a free loopback port
-// with the machine's initdb and pg_ctl, and returns the URL of its
-// maintenance database and a function that stops it and removes its files.
-func StartServer() (string, func(), error) {
-	initdb, err := findBinary("initdb")
-	if err != nil {
-		return "", nil, err
-	}
-
-	pgCtl, err := findBinary("pg_ctl")
-	if err != nil {
-		return "", nil, err
-	}
-
-	dir, err := os.MkdirTemp("", "jobmanager-pg-")
-	if err != nil {
-		return "", nil, err
-	}
-
-	data := filepath.Join(dir, "data")
-	port, err := freePort()
-	if err != nil {
-		return "", nil, err
-	}
-
-	run := func(name string, args ...string) error {
-		cmd := exec.Command(name, args...)
-		if os.Geteuid() == 0 {
-			// PostgreSQL refuses to run as root; run it as the postgres
-			// user, which owns the directory.
-			cmd = exec.Command("runuser", append([]string{"-u", "postgres", "--", name}, args...)...)
-		}
-
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			return fmt.Errorf("%s: %w: %s", filepath.Base(name), err, out)
-		}
-
-		return nil
-	}
-
-	if os.Geteuid() == 0 {
-		if out, err := exec.Command("chown", "-R", "postgres", dir).CombinedOutput(); err != nil {
-			return "", nil, fmt.Errorf("chown: %w: %s", err, out)
-		}
-	}
-
-	if err := run(initdb, "-D", data, "-U", "postgres", "-A", "trust", "--no-sync"); err != nil {
-		return "", nil, err
-	}
-
-	opts := fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=off", port, dir)
-	if err := run(pgCtl, "-D", data, "-o", opts, "-l", filepath.Join(dir, "log"), "-w", "start"); err != nil {
-		return "", nil, err
-	}
-
-	stop := func() {
-		_ = run(pgCtl, "-D", data, "-m", "immediate", "stop")
-		_ = os.RemoveAll(dir)
-	}
-
-	return fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", port), stop, nil
-}
-
-// findBinary looks for a PostgreSQL program on PATH and in Debian's
-// versioned directories.
-func findBinary(name string) (string, error) {
-	if p, err := exec.LookPath(name); err == nil {
-		return p, nil
-	}
-
-	matches, _ := filepath.Glob("/usr/lib/postgresql/*/bin/" + name)
-	if len(matches) > 0 {
-		return matches[len(matches)-1], nil
-	}
-
-	return "", fmt.Errorf("no PostgreSQL server answers on 127.0.0.1:5432 and %s is not installed; "+
-		"set TEST_DATABASE_URL or install PostgreSQL (apt-get install postgresql)", name)
 }
 
 func execAdmin(ctx context.Context, sql string) error {
@@ -251,16 +178,6 @@ func answers(addr string) bool {
 	conn.Close()
 
 	return true
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 func randomSuffix() string {
