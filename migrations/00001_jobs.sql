@@ -21,6 +21,8 @@ CREATE TABLE jobs (
     -- When the engine must next look at the job: at once for a job that
     -- waits to be resolved, or the end of a replica's lease on that step.
     due_at        timestamptz,
+    -- The replica whose lease due_at is, if it is one.
+    lease_owner   text,
     created       timestamptz NOT NULL
 );
 
@@ -61,6 +63,8 @@ CREATE TABLE workers (
     -- When the engine must next act on the worker: start it, check it,
     -- remove it, or take over a lease that ran out.
     due_at        timestamptz,
+    -- The replica whose lease due_at is, if it is one.
+    lease_owner   text,
     PRIMARY KEY (job_id, stage, idx)
 );
 
@@ -86,7 +90,8 @@ CREATE TABLE chores (
     job_id   text NOT NULL,
     target   text NOT NULL,
     attempts integer NOT NULL DEFAULT 0,
-    due_at   timestamptz NOT NULL DEFAULT now()
+    due_at   timestamptz NOT NULL DEFAULT now(),
+    lease_owner text
 );
 
 CREATE INDEX chores_due_idx ON chores (due_at);

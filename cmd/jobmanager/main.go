@@ -10,6 +10,8 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -18,9 +20,11 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"sync/atomic"
 	"syscall"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/industrial-data/jobmanager/internal/api"
@@ -125,6 +129,7 @@ func serve(ctx context.Context, cfg config.Config, pool *pgxpool.Pool, logger *s
 			CallbackURL:    peer.Endpoint(cfg.WorkerCallbackURL, cfg.WorkerCallbackAPI),
 		},
 		KeepFiles: cfg.KeepOutputFiles,
+		Owner:     replicaName(),
 	})
 
 	registry, launcher, closePlatform, err := platform(cfg)
@@ -140,7 +145,9 @@ func serve(ctx context.Context, cfg config.Config, pool *pgxpool.Pool, logger *s
 		StepTimeout: cfg.Lease,
 	})
 
-	handler := api.New(eng, logger, api.Options{MaxBodyBytes: cfg.MaxBodyBytes})
+	var stopping atomic.Bool
+	probe := readiness(pool, &stopping)
+	handler := api.New(eng, logger, api.Options{MaxBodyBytes: cfg.MaxBodyBytes, Ready: probe})
 	server := &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -165,29 +172,95 @@ func serve(ctx context.Context, cfg config.Config, pool *pgxpool.Pool, logger *s
 		close(engineDone)
 	}()
 
+	go eng.Listen(engineCtx, func(ctx context.Context) (*pgx.Conn, error) {
+		return pgx.ConnectConfig(ctx, pool.Config().ConnConfig)
+	})
+
 	select {
 	case err := <-serveErr:
 		return fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
 	}
 
-	logger.Info("shutting down")
+	return shutdown(cfg, logger, server, eng, &stopping, stopEngine, engineDone)
+}
 
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+// shutdown stops a replica gracefully: it reports not ready first, stops
+// claiming work, lets requests under way finish, waits for the engine's
+// steps, and hands back the leases it still holds; all within the
+// shutdown timeout.
+func shutdown(cfg config.Config, logger *slog.Logger, server *http.Server, eng *engine.Engine,
+	stopping *atomic.Bool, stopEngine func(), engineDone <-chan struct{}) error {
+	logger.Info("shutting down")
+	stopping.Store(true)
+
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
 
 	stopEngine()
-	if err := server.Shutdown(shutdownCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("shut down server: %w", err)
+	<-engineDone
+
+	var errs []error
+	if err := server.Shutdown(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("shut down server: %w", err))
 	}
 
-	select {
-	case <-engineDone:
-	case <-shutdownCtx.Done():
-		return errors.New("shut down: steps still under way at the timeout")
+	if err := eng.Drain(ctx); err != nil {
+		errs = append(errs, err)
 	}
 
 	logger.Info("stopped")
 
-	return nil
+	return errors.Join(errs...)
+}
+
+// readiness reports whether the replica can serve: not stopping, the
+// database answering within a second, and the schema up to date.
+func readiness(pool *pgxpool.Pool, stopping *atomic.Bool) func(context.Context) error {
+	var migrated atomic.Bool
+
+	return func(ctx context.Context) error {
+		if stopping.Load() {
+			return errors.New("shutting down")
+		}
+
+		ctx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+
+		if err := pool.Ping(ctx); err != nil {
+			return fmt.Errorf("database: %w", err)
+		}
+
+		if migrated.Load() {
+			return nil
+		}
+
+		ok, err := store.Migrated(ctx, pool)
+		if err != nil {
+			return err
+		}
+
+		if !ok {
+			return errors.New("migrations pending")
+		}
+
+		migrated.Store(true)
+
+		return nil
+	}
+}
+
+// replicaName names this replica on the leases it takes: the host name,
+// which Kubernetes sets to the pod's name, and a random part, since a
+// restarted container keeps both its pod's name and its process id.
+func replicaName() string {
+	host, err := os.Hostname()
+	if err != nil {
+		host = "unknown"
+	}
+
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+
+	return host + "-" + hex.EncodeToString(b)
 }

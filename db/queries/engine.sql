@@ -8,7 +8,8 @@ SELECT pg_advisory_xact_lock(7305316172934221);
 UPDATE jobs
 SET status = 'running',
     doc = jsonb_set(doc, '{status}', '"running"'),
-    due_at = now() + make_interval(secs => @lease_seconds::float8)
+    due_at = now() + make_interval(secs => @lease_seconds::float8),
+    lease_owner = @owner::text
 WHERE id IN (
     SELECT p.id
     FROM jobs p
@@ -22,7 +23,8 @@ RETURNING id;
 -- name: ClaimDueJobs :many
 -- Takes over running jobs whose resolving step was left undone.
 UPDATE jobs
-SET due_at = now() + make_interval(secs => @lease_seconds::float8)
+SET due_at = now() + make_interval(secs => @lease_seconds::float8),
+    lease_owner = @owner::text
 WHERE id IN (
     SELECT d.id
     FROM jobs d
@@ -39,6 +41,7 @@ RETURNING id;
 -- the record that its start request is about to go out.
 UPDATE workers w
 SET due_at = now() + make_interval(secs => @lease_seconds::float8),
+    lease_owner = @owner::text,
     state = CASE WHEN w.state = 'planned' THEN 'starting' ELSE w.state END
 FROM (
     SELECT d.job_id, d.stage, d.idx
@@ -59,7 +62,8 @@ SET doc = @doc,
     stage = @stage,
     stage_started = @started::timestamptz,
     stage_inputs = @stage_inputs,
-    due_at = NULL
+    due_at = NULL,
+    lease_owner = NULL
 WHERE id = @id;
 
 -- name: SetJobStage :exec
@@ -74,11 +78,12 @@ WHERE id = @id;
 -- name: InsertWorker :exec
 -- Plans a worker. A claimed worker is marked starting, with a lease, for
 -- the caller to start at once; the others wait for a free slot.
-INSERT INTO workers (job_id, stage, idx, request, state, due_at)
+INSERT INTO workers (job_id, stage, idx, request, state, due_at, lease_owner)
 VALUES (
     @job_id, @stage, @idx, @request,
     CASE WHEN @claimed::bool THEN 'starting' ELSE 'planned' END,
-    CASE WHEN @claimed::bool THEN now() + make_interval(secs => @lease_seconds::float8) END
+    CASE WHEN @claimed::bool THEN now() + make_interval(secs => @lease_seconds::float8) END,
+    CASE WHEN @claimed::bool THEN @owner::text END
 );
 
 -- name: StageWorkers :many
@@ -103,7 +108,8 @@ UPDATE workers
 SET state = 'running',
     instance = @instance,
     failed_checks = 0,
-    due_at = now() + make_interval(secs => @check_seconds::float8)
+    due_at = now() + make_interval(secs => @check_seconds::float8),
+    lease_owner = NULL
 WHERE job_id = @job_id AND stage = @stage AND idx = @idx;
 
 -- name: SetWorkerReported :exec
@@ -111,27 +117,31 @@ WHERE job_id = @job_id AND stage = @stage AND idx = @idx;
 -- lease runs out.
 UPDATE workers
 SET state = 'reported',
-    due_at = now() + make_interval(secs => @lease_seconds::float8)
+    due_at = now() + make_interval(secs => @lease_seconds::float8),
+    lease_owner = @owner::text
 WHERE job_id = @job_id AND stage = @stage AND idx = @idx;
 
 -- name: SetWorkerDone :exec
 UPDATE workers
 SET state = 'done',
     log = @log,
-    due_at = NULL
+    due_at = NULL,
+    lease_owner = NULL
 WHERE job_id = @job_id AND stage = @stage AND idx = @idx;
 
 -- name: SetWorkerChecked :exec
 UPDATE workers
 SET failed_checks = @failed_checks,
-    due_at = now() + make_interval(secs => @check_seconds::float8)
+    due_at = now() + make_interval(secs => @check_seconds::float8),
+    lease_owner = NULL
 WHERE job_id = @job_id AND stage = @stage AND idx = @idx;
 
 -- name: ClaimNextPlanned :many
 -- Gives the next planned workers of a stage to the caller to start.
 UPDATE workers w
 SET state = 'starting',
-    due_at = now() + make_interval(secs => @lease_seconds::float8)
+    due_at = now() + make_interval(secs => @lease_seconds::float8),
+    lease_owner = @owner::text
 WHERE (w.job_id, w.stage, w.idx) IN (
     SELECT p.job_id, p.stage, p.idx
     FROM workers p
@@ -153,13 +163,14 @@ FROM results
 WHERE job_id = @job_id AND instance = @instance;
 
 -- name: InsertChore :one
-INSERT INTO chores (kind, job_id, target, due_at)
-VALUES (@kind, @job_id, @target, now() + make_interval(secs => @delay_seconds::float8))
+INSERT INTO chores (kind, job_id, target, due_at, lease_owner)
+VALUES (@kind, @job_id, @target, now() + make_interval(secs => @lease_seconds::float8), @owner::text)
 RETURNING id;
 
 -- name: ClaimDueChores :many
 UPDATE chores c
 SET due_at = now() + make_interval(secs => @lease_seconds::float8),
+    lease_owner = @owner::text,
     attempts = c.attempts + 1
 WHERE c.id IN (
     SELECT d.id
@@ -179,3 +190,19 @@ WHERE id = @id;
 SELECT count(*)
 FROM jobs
 WHERE status = 'running';
+
+-- name: ReleaseJobLeases :exec
+-- Hands back the steps a stopping replica holds, for others to take.
+UPDATE jobs
+SET due_at = now(), lease_owner = NULL
+WHERE lease_owner = @owner::text;
+
+-- name: ReleaseWorkerLeases :exec
+UPDATE workers
+SET due_at = now(), lease_owner = NULL
+WHERE lease_owner = @owner::text;
+
+-- name: ReleaseChoreLeases :exec
+UPDATE chores
+SET due_at = now(), lease_owner = NULL
+WHERE lease_owner = @owner::text;

@@ -62,6 +62,9 @@ type Engine struct {
 
 	kick  chan struct{}
 	steps sync.WaitGroup
+	// stepCtx is the root of every step's context; abandon cancels it.
+	stepCtx context.Context
+	abandon context.CancelFunc
 }
 
 // New returns an engine. It does nothing until Run is called, but jobs can
@@ -71,6 +74,8 @@ func New(s *store.Store, registry Registry, launcher Launcher, logger *slog.Logg
 		opts.ChoreAttempts = 5
 	}
 
+	stepCtx, abandon := context.WithCancel(context.Background())
+
 	return &Engine{
 		store:    s,
 		registry: registry,
@@ -78,6 +83,8 @@ func New(s *store.Store, registry Registry, launcher Launcher, logger *slog.Logg
 		logger:   logger,
 		opts:     opts,
 		kick:     make(chan struct{}, 1),
+		stepCtx:  stepCtx,
+		abandon:  abandon,
 	}
 }
 
@@ -144,8 +151,8 @@ func (e *Engine) Kick() {
 	}
 }
 
-// Run claims and carries out work until ctx ends, then waits for the steps
-// under way to finish. Steps are bounded by the peers' timeouts.
+// Run claims work until ctx ends. The steps it started go on; Drain
+// waits for them.
 func (e *Engine) Run(ctx context.Context) {
 	ticker := time.NewTicker(e.opts.Poll)
 	defer ticker.Stop()
@@ -156,13 +163,41 @@ func (e *Engine) Run(ctx context.Context) {
 
 		select {
 		case <-ctx.Done():
-			e.steps.Wait()
 			return
 		case <-e.kick:
 		case <-ticker.C:
 			e.claimDue(ctx)
 		}
 	}
+}
+
+// Drain waits for the steps under way to finish. When ctx ends first it
+// abandons them, and once they have returned it hands back every lease
+// this replica holds, so that other replicas take its work over at once
+// rather than when the leases run out.
+func (e *Engine) Drain(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() {
+		e.steps.Wait()
+		close(done)
+	}()
+
+	select {
+	case <-done:
+	case <-ctx.Done():
+		e.logger.Warn("abandoning steps under way")
+		e.abandon()
+		<-done
+	}
+
+	release, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+
+	if err := e.store.ReleaseLeases(release); err != nil {
+		return fmt.Errorf("hand back leases: %w", err)
+	}
+
+	return nil
 }
 
 // claimPending starts pending jobs while there is room.
@@ -225,7 +260,7 @@ func (e *Engine) spawn(step func(ctx context.Context)) {
 	go func() {
 		defer e.steps.Done()
 
-		ctx, cancel := context.WithTimeout(context.Background(), e.opts.StepTimeout)
+		ctx, cancel := context.WithTimeout(e.stepCtx, e.opts.StepTimeout)
 		defer cancel()
 
 		step(ctx)

@@ -103,6 +103,10 @@ func setup(t *testing.T, onStart func(platformtest.StartRequest) platformtest.Pl
 	t.Cleanup(func() {
 		cancel()
 		<-done
+
+		drain, stop := context.WithTimeout(context.Background(), 10*time.Second)
+		defer stop()
+		_ = eng.Drain(drain)
 	})
 
 	return &service{t: t, url: srv.URL, pool: pool, platform: platform, cache: opts.dataCache}

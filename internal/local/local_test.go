@@ -115,6 +115,10 @@ func setup(t *testing.T, extraWorkers map[string][]string) *service {
 	t.Cleanup(func() {
 		cancel()
 		<-done
+
+		drain, stop := context.WithTimeout(context.Background(), 10*time.Second)
+		defer stop()
+		_ = eng.Drain(drain)
 	})
 
 	return &service{t: t, url: srv.URL, cache: cache}

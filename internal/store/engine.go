@@ -29,6 +29,8 @@ type Options struct {
 	Start job.StartSettings
 	// KeepFiles leaves the data-cache files of ended jobs in place.
 	KeepFiles bool
+	// Owner names this replica on the leases it takes.
+	Owner string
 }
 
 // Chore kinds.
@@ -91,6 +93,7 @@ func (s *Store) ClaimPending(ctx context.Context, maxRunning int) ([]string, err
 
 		var err error
 		ids, err = q.ClaimPendingJobs(ctx, sqldb.ClaimPendingJobsParams{
+			Owner:        s.opts.Owner,
 			LeaseSeconds: s.opts.Lease.Seconds(),
 			Slots:        int32(maxRunning),
 		})
@@ -109,12 +112,14 @@ func (s *Store) ClaimPending(ctx context.Context, maxRunning int) ([]string, err
 func (s *Store) ClaimDue(ctx context.Context, limit int) ([]string, Next, error) {
 	lease := s.opts.Lease.Seconds()
 
-	jobs, err := s.q.ClaimDueJobs(ctx, sqldb.ClaimDueJobsParams{LeaseSeconds: lease, MaxJobs: int32(limit)})
+	jobs, err := s.q.ClaimDueJobs(ctx, sqldb.ClaimDueJobsParams{
+		Owner: s.opts.Owner, LeaseSeconds: lease, MaxJobs: int32(limit)})
 	if err != nil {
 		return nil, Next{}, fmt.Errorf("claim due jobs: %w", err)
 	}
 
 	workers, err := s.q.ClaimDueWorkers(ctx, sqldb.ClaimDueWorkersParams{
+		Owner:        s.opts.Owner,
 		LeaseSeconds: lease, MaxWorkers: int32(limit),
 	})
 	if err != nil {
@@ -122,6 +127,7 @@ func (s *Store) ClaimDue(ctx context.Context, limit int) ([]string, Next, error)
 	}
 
 	chores, err := s.q.ClaimDueChores(ctx, sqldb.ClaimDueChoresParams{
+		Owner:        s.opts.Owner,
 		LeaseSeconds: lease, MaxChores: int32(limit),
 	})
 	if err != nil {
@@ -172,15 +178,18 @@ func (s *Store) Resolved(ctx context.Context, id string, ds job.DataSource, raw 
 		}
 
 		lj.pipeline = p
-		lj.row.Pipeline = raw
 		lj.doc.PipelineID = &ds.PipelineID
 		lj.doc.DsPlatformID = &ds.PlatformID
 		lj.doc.DsPlatformTypeID = &ds.PlatformTypeID
 
 		plan, err := job.PlanStage(p.Stage(0), job.InitSourceList(lj.doc))
 		if err != nil {
+			// Stage 0 never started: the row keeps no pipeline, so that
+			// end writes no record of it (it would have no start time).
 			return s.end(ctx, q, lj, job.StatusFailed, "stage 0: "+err.Error())
 		}
+
+		lj.row.Pipeline = raw
 
 		doc, err := json.Marshal(lj.doc)
 		if err != nil {
@@ -345,7 +354,8 @@ func (s *Store) Report(ctx context.Context, id string, results map[string][]json
 }
 
 // WorkerRemoved records that a reported worker was removed, with its log,
-// and completes the stage when it was the stage's last.
+// hands its slot to the stage's next planned worker and completes the
+// stage when it was the stage's last.
 func (s *Store) WorkerRemoved(ctx context.Context, t WorkerTask, log string) (Next, error) {
 	next, err := s.change(ctx, t.JobID, func(q *sqldb.Queries, lj *lockedJob) (Next, error) {
 		w, err := q.GetWorker(ctx, sqldb.GetWorkerParams{JobID: t.JobID, Stage: int32(t.Stage), Idx: int32(t.Idx)})
@@ -364,7 +374,30 @@ func (s *Store) WorkerRemoved(ctx context.Context, t WorkerTask, log string) (Ne
 			return Next{}, fmt.Errorf("record worker removal: %w", err)
 		}
 
-		return s.completeStage(ctx, q, lj)
+		// The slot is freed only now, not when the result arrived: until
+		// it is removed the reported worker still runs on the platform,
+		// and the stage must never have more than StageWorkers alive.
+		planned, err := q.ClaimNextPlanned(ctx, sqldb.ClaimNextPlannedParams{
+			Owner: s.opts.Owner,
+			JobID: t.JobID, Stage: int32(t.Stage), MaxWorkers: 1, LeaseSeconds: s.opts.Lease.Seconds(),
+		})
+		if err != nil {
+			return Next{}, fmt.Errorf("claim next worker: %w", err)
+		}
+
+		var next Next
+		for _, p := range planned {
+			next.Workers = append(next.Workers, workerTask(p))
+		}
+
+		more, err := s.completeStage(ctx, q, lj)
+		if err != nil {
+			return Next{}, err
+		}
+
+		next.add(more)
+
+		return next, nil
 	})
 
 	return next, ignoreEnded(err)
@@ -377,6 +410,27 @@ func (s *Store) ChoreDone(ctx context.Context, id int64) error {
 	}
 
 	return nil
+}
+
+// ReleaseLeases hands back every step this replica holds, so that other
+// replicas take them at once. A stopping replica calls it once its own
+// steps are done or abandoned.
+func (s *Store) ReleaseLeases(ctx context.Context) error {
+	return s.inTx(ctx, func(q *sqldb.Queries) error {
+		if err := q.ReleaseJobLeases(ctx, s.opts.Owner); err != nil {
+			return fmt.Errorf("release job leases: %w", err)
+		}
+
+		if err := q.ReleaseWorkerLeases(ctx, s.opts.Owner); err != nil {
+			return fmt.Errorf("release worker leases: %w", err)
+		}
+
+		if err := q.ReleaseChoreLeases(ctx, s.opts.Owner); err != nil {
+			return fmt.Errorf("release chore leases: %w", err)
+		}
+
+		return nil
+	})
 }
 
 // RunningJobs counts the jobs running across every replica.
@@ -455,8 +509,8 @@ func ignoreEnded(err error) error {
 }
 
 // matchResult applies a worker's result: an empty one fails the job;
-// otherwise the worker is leased to the caller for removal and its slot
-// goes to the stage's next planned worker.
+// otherwise the worker is leased to the caller for removal. Its slot is
+// handed on once it has been removed (see WorkerRemoved).
 func (s *Store) matchResult(ctx context.Context, q *sqldb.Queries, lj *lockedJob, stage, idx int,
 	instance string, outputs []byte) (Next, error) {
 	if string(outputs) == "[]" {
@@ -465,28 +519,16 @@ func (s *Store) matchResult(ctx context.Context, q *sqldb.Queries, lj *lockedJob
 	}
 
 	err := q.SetWorkerReported(ctx, sqldb.SetWorkerReportedParams{
+		Owner: s.opts.Owner,
 		JobID: lj.row.ID, Stage: int32(stage), Idx: int32(idx), LeaseSeconds: s.opts.Lease.Seconds(),
 	})
 	if err != nil {
 		return Next{}, fmt.Errorf("record result: %w", err)
 	}
 
-	next := Next{Workers: []WorkerTask{{
+	return Next{Workers: []WorkerTask{{
 		JobID: lj.row.ID, Stage: stage, Idx: idx, State: "reported", Instance: instance,
-	}}}
-
-	planned, err := q.ClaimNextPlanned(ctx, sqldb.ClaimNextPlannedParams{
-		JobID: lj.row.ID, Stage: int32(stage), MaxWorkers: 1, LeaseSeconds: s.opts.Lease.Seconds(),
-	})
-	if err != nil {
-		return Next{}, fmt.Errorf("claim next worker: %w", err)
-	}
-
-	for _, p := range planned {
-		next.Workers = append(next.Workers, workerTask(p))
-	}
-
-	return next, nil
+	}}}, nil
 }
 
 // planWorkers records the workers of a stage and claims as many as may run
@@ -508,6 +550,7 @@ func (s *Store) planWorkers(ctx context.Context, q *sqldb.Queries, lj *lockedJob
 		claimed := i < s.opts.StageWorkers
 
 		err := q.InsertWorker(ctx, sqldb.InsertWorkerParams{
+			Owner: s.opts.Owner,
 			JobID: lj.row.ID, Stage: int32(stage), Idx: int32(i), Request: req,
 			Claimed: claimed, LeaseSeconds: s.opts.Lease.Seconds(),
 		})
@@ -673,7 +716,8 @@ func (s *Store) stopAfterEnd(ctx context.Context, jobID, instance string) (Next,
 
 func (s *Store) addChore(ctx context.Context, q *sqldb.Queries, kind, jobID, target string) (Chore, error) {
 	id, err := q.InsertChore(ctx, sqldb.InsertChoreParams{
-		Kind: kind, JobID: jobID, Target: target, DelaySeconds: s.opts.Lease.Seconds(),
+		Owner: s.opts.Owner,
+		Kind:  kind, JobID: jobID, Target: target, LeaseSeconds: s.opts.Lease.Seconds(),
 	})
 	if err != nil {
 		return Chore{}, fmt.Errorf("add chore: %w", err)

@@ -13,13 +13,14 @@ import (
 const claimDueChores = `-- name: ClaimDueChores :many
 UPDATE chores c
 SET due_at = now() + make_interval(secs => $1::float8),
+    lease_owner = $2::text,
     attempts = c.attempts + 1
 WHERE c.id IN (
     SELECT d.id
     FROM chores d
     WHERE d.due_at <= now()
     ORDER BY d.due_at
-    LIMIT $2
+    LIMIT $3
     FOR UPDATE SKIP LOCKED
 )
 RETURNING c.id, c.kind, c.job_id, c.target, c.attempts
@@ -27,6 +28,7 @@ RETURNING c.id, c.kind, c.job_id, c.target, c.attempts
 
 type ClaimDueChoresParams struct {
 	LeaseSeconds float64
+	Owner        string
 	MaxChores    int32
 }
 
@@ -39,7 +41,7 @@ type ClaimDueChoresRow struct {
 }
 
 func (q *Queries) ClaimDueChores(ctx context.Context, arg ClaimDueChoresParams) ([]ClaimDueChoresRow, error) {
-	rows, err := q.db.Query(ctx, claimDueChores, arg.LeaseSeconds, arg.MaxChores)
+	rows, err := q.db.Query(ctx, claimDueChores, arg.LeaseSeconds, arg.Owner, arg.MaxChores)
 	if err != nil {
 		return nil, err
 	}
@@ -66,13 +68,14 @@ func (q *Queries) ClaimDueChores(ctx context.Context, arg ClaimDueChoresParams) 
 
 const claimDueJobs = `-- name: ClaimDueJobs :many
 UPDATE jobs
-SET due_at = now() + make_interval(secs => $1::float8)
+SET due_at = now() + make_interval(secs => $1::float8),
+    lease_owner = $2::text
 WHERE id IN (
     SELECT d.id
     FROM jobs d
     WHERE d.due_at <= now() AND d.status = 'running'
     ORDER BY d.due_at
-    LIMIT $2
+    LIMIT $3
     FOR UPDATE SKIP LOCKED
 )
 RETURNING id
@@ -80,12 +83,13 @@ RETURNING id
 
 type ClaimDueJobsParams struct {
 	LeaseSeconds float64
+	Owner        string
 	MaxJobs      int32
 }
 
 // Takes over running jobs whose resolving step was left undone.
 func (q *Queries) ClaimDueJobs(ctx context.Context, arg ClaimDueJobsParams) ([]string, error) {
-	rows, err := q.db.Query(ctx, claimDueJobs, arg.LeaseSeconds, arg.MaxJobs)
+	rows, err := q.db.Query(ctx, claimDueJobs, arg.LeaseSeconds, arg.Owner, arg.MaxJobs)
 	if err != nil {
 		return nil, err
 	}
@@ -107,13 +111,14 @@ func (q *Queries) ClaimDueJobs(ctx context.Context, arg ClaimDueJobsParams) ([]s
 const claimDueWorkers = `-- name: ClaimDueWorkers :many
 UPDATE workers w
 SET due_at = now() + make_interval(secs => $1::float8),
+    lease_owner = $2::text,
     state = CASE WHEN w.state = 'planned' THEN 'starting' ELSE w.state END
 FROM (
     SELECT d.job_id, d.stage, d.idx
     FROM workers d
     WHERE d.due_at <= now()
     ORDER BY d.due_at
-    LIMIT $2
+    LIMIT $3
     FOR UPDATE SKIP LOCKED
 ) due
 WHERE w.job_id = due.job_id AND w.stage = due.stage AND w.idx = due.idx
@@ -122,6 +127,7 @@ RETURNING w.job_id, w.stage, w.idx, w.state, w.instance, w.request
 
 type ClaimDueWorkersParams struct {
 	LeaseSeconds float64
+	Owner        string
 	MaxWorkers   int32
 }
 
@@ -138,7 +144,7 @@ type ClaimDueWorkersRow struct {
 // or one of these whose lease ran out. A planned worker becomes starting:
 // the record that its start request is about to go out.
 func (q *Queries) ClaimDueWorkers(ctx context.Context, arg ClaimDueWorkersParams) ([]ClaimDueWorkersRow, error) {
-	rows, err := q.db.Query(ctx, claimDueWorkers, arg.LeaseSeconds, arg.MaxWorkers)
+	rows, err := q.db.Query(ctx, claimDueWorkers, arg.LeaseSeconds, arg.Owner, arg.MaxWorkers)
 	if err != nil {
 		return nil, err
 	}
@@ -167,19 +173,21 @@ func (q *Queries) ClaimDueWorkers(ctx context.Context, arg ClaimDueWorkersParams
 const claimNextPlanned = `-- name: ClaimNextPlanned :many
 UPDATE workers w
 SET state = 'starting',
-    due_at = now() + make_interval(secs => $1::float8)
+    due_at = now() + make_interval(secs => $1::float8),
+    lease_owner = $2::text
 WHERE (w.job_id, w.stage, w.idx) IN (
     SELECT p.job_id, p.stage, p.idx
     FROM workers p
-    WHERE p.job_id = $2 AND p.stage = $3 AND p.state = 'planned' AND p.due_at IS NULL
+    WHERE p.job_id = $3 AND p.stage = $4 AND p.state = 'planned' AND p.due_at IS NULL
     ORDER BY p.idx
-    LIMIT $4
+    LIMIT $5
 )
 RETURNING w.job_id, w.stage, w.idx, w.state, w.instance, w.request
 `
 
 type ClaimNextPlannedParams struct {
 	LeaseSeconds float64
+	Owner        string
 	JobID        string
 	Stage        int32
 	MaxWorkers   int32
@@ -198,6 +206,7 @@ type ClaimNextPlannedRow struct {
 func (q *Queries) ClaimNextPlanned(ctx context.Context, arg ClaimNextPlannedParams) ([]ClaimNextPlannedRow, error) {
 	rows, err := q.db.Query(ctx, claimNextPlanned,
 		arg.LeaseSeconds,
+		arg.Owner,
 		arg.JobID,
 		arg.Stage,
 		arg.MaxWorkers,
@@ -231,13 +240,14 @@ const claimPendingJobs = `-- name: ClaimPendingJobs :many
 UPDATE jobs
 SET status = 'running',
     doc = jsonb_set(doc, '{status}', '"running"'),
-    due_at = now() + make_interval(secs => $1::float8)
+    due_at = now() + make_interval(secs => $1::float8),
+    lease_owner = $2::text
 WHERE id IN (
     SELECT p.id
     FROM jobs p
     WHERE p.status = 'pending'
     ORDER BY p.seq
-    LIMIT greatest($2::int - (SELECT count(*) FROM jobs AS running_job WHERE running_job.status = 'running'), 0)
+    LIMIT greatest($3::int - (SELECT count(*) FROM jobs AS running_job WHERE running_job.status = 'running'), 0)
     FOR UPDATE SKIP LOCKED
 )
 RETURNING id
@@ -245,12 +255,13 @@ RETURNING id
 
 type ClaimPendingJobsParams struct {
 	LeaseSeconds float64
+	Owner        string
 	Slots        int32
 }
 
 // Starts the oldest pending jobs while fewer than max_running run.
 func (q *Queries) ClaimPendingJobs(ctx context.Context, arg ClaimPendingJobsParams) ([]string, error) {
-	rows, err := q.db.Query(ctx, claimPendingJobs, arg.LeaseSeconds, arg.Slots)
+	rows, err := q.db.Query(ctx, claimPendingJobs, arg.LeaseSeconds, arg.Owner, arg.Slots)
 	if err != nil {
 		return nil, err
 	}
@@ -323,8 +334,8 @@ func (q *Queries) GetWorker(ctx context.Context, arg GetWorkerParams) (GetWorker
 }
 
 const insertChore = `-- name: InsertChore :one
-INSERT INTO chores (kind, job_id, target, due_at)
-VALUES ($1, $2, $3, now() + make_interval(secs => $4::float8))
+INSERT INTO chores (kind, job_id, target, due_at, lease_owner)
+VALUES ($1, $2, $3, now() + make_interval(secs => $4::float8), $5::text)
 RETURNING id
 `
 
@@ -332,7 +343,8 @@ type InsertChoreParams struct {
 	Kind         string
 	JobID        string
 	Target       string
-	DelaySeconds float64
+	LeaseSeconds float64
+	Owner        string
 }
 
 func (q *Queries) InsertChore(ctx context.Context, arg InsertChoreParams) (int64, error) {
@@ -340,7 +352,8 @@ func (q *Queries) InsertChore(ctx context.Context, arg InsertChoreParams) (int64
 		arg.Kind,
 		arg.JobID,
 		arg.Target,
-		arg.DelaySeconds,
+		arg.LeaseSeconds,
+		arg.Owner,
 	)
 	var id int64
 	err := row.Scan(&id)
@@ -369,11 +382,12 @@ func (q *Queries) InsertResult(ctx context.Context, arg InsertResultParams) (int
 }
 
 const insertWorker = `-- name: InsertWorker :exec
-INSERT INTO workers (job_id, stage, idx, request, state, due_at)
+INSERT INTO workers (job_id, stage, idx, request, state, due_at, lease_owner)
 VALUES (
     $1, $2, $3, $4,
     CASE WHEN $5::bool THEN 'starting' ELSE 'planned' END,
-    CASE WHEN $5::bool THEN now() + make_interval(secs => $6::float8) END
+    CASE WHEN $5::bool THEN now() + make_interval(secs => $6::float8) END,
+    CASE WHEN $5::bool THEN $7::text END
 )
 `
 
@@ -384,6 +398,7 @@ type InsertWorkerParams struct {
 	Request      []byte
 	Claimed      bool
 	LeaseSeconds float64
+	Owner        string
 }
 
 // Plans a worker. A claimed worker is marked starting, with a lease, for
@@ -396,6 +411,7 @@ func (q *Queries) InsertWorker(ctx context.Context, arg InsertWorkerParams) erro
 		arg.Request,
 		arg.Claimed,
 		arg.LeaseSeconds,
+		arg.Owner,
 	)
 	return err
 }
@@ -408,6 +424,40 @@ SELECT pg_advisory_xact_lock(7305316172934221)
 // count of running jobs the claim reads stays true until it commits.
 func (q *Queries) LockRunningCount(ctx context.Context) error {
 	_, err := q.db.Exec(ctx, lockRunningCount)
+	return err
+}
+
+const releaseChoreLeases = `-- name: ReleaseChoreLeases :exec
+UPDATE chores
+SET due_at = now(), lease_owner = NULL
+WHERE lease_owner = $1::text
+`
+
+func (q *Queries) ReleaseChoreLeases(ctx context.Context, owner string) error {
+	_, err := q.db.Exec(ctx, releaseChoreLeases, owner)
+	return err
+}
+
+const releaseJobLeases = `-- name: ReleaseJobLeases :exec
+UPDATE jobs
+SET due_at = now(), lease_owner = NULL
+WHERE lease_owner = $1::text
+`
+
+// Hands back the steps a stopping replica holds, for others to take.
+func (q *Queries) ReleaseJobLeases(ctx context.Context, owner string) error {
+	_, err := q.db.Exec(ctx, releaseJobLeases, owner)
+	return err
+}
+
+const releaseWorkerLeases = `-- name: ReleaseWorkerLeases :exec
+UPDATE workers
+SET due_at = now(), lease_owner = NULL
+WHERE lease_owner = $1::text
+`
+
+func (q *Queries) ReleaseWorkerLeases(ctx context.Context, owner string) error {
+	_, err := q.db.Exec(ctx, releaseWorkerLeases, owner)
 	return err
 }
 
@@ -431,7 +481,8 @@ SET doc = $1,
     stage = $3,
     stage_started = $4::timestamptz,
     stage_inputs = $5,
-    due_at = NULL
+    due_at = NULL,
+    lease_owner = NULL
 WHERE id = $6
 `
 
@@ -489,7 +540,8 @@ func (q *Queries) SetJobStage(ctx context.Context, arg SetJobStageParams) error 
 const setWorkerChecked = `-- name: SetWorkerChecked :exec
 UPDATE workers
 SET failed_checks = $1,
-    due_at = now() + make_interval(secs => $2::float8)
+    due_at = now() + make_interval(secs => $2::float8),
+    lease_owner = NULL
 WHERE job_id = $3 AND stage = $4 AND idx = $5
 `
 
@@ -516,7 +568,8 @@ const setWorkerDone = `-- name: SetWorkerDone :exec
 UPDATE workers
 SET state = 'done',
     log = $1,
-    due_at = NULL
+    due_at = NULL,
+    lease_owner = NULL
 WHERE job_id = $2 AND stage = $3 AND idx = $4
 `
 
@@ -540,12 +593,14 @@ func (q *Queries) SetWorkerDone(ctx context.Context, arg SetWorkerDoneParams) er
 const setWorkerReported = `-- name: SetWorkerReported :exec
 UPDATE workers
 SET state = 'reported',
-    due_at = now() + make_interval(secs => $1::float8)
-WHERE job_id = $2 AND stage = $3 AND idx = $4
+    due_at = now() + make_interval(secs => $1::float8),
+    lease_owner = $2::text
+WHERE job_id = $3 AND stage = $4 AND idx = $5
 `
 
 type SetWorkerReportedParams struct {
 	LeaseSeconds float64
+	Owner        string
 	JobID        string
 	Stage        int32
 	Idx          int32
@@ -556,6 +611,7 @@ type SetWorkerReportedParams struct {
 func (q *Queries) SetWorkerReported(ctx context.Context, arg SetWorkerReportedParams) error {
 	_, err := q.db.Exec(ctx, setWorkerReported,
 		arg.LeaseSeconds,
+		arg.Owner,
 		arg.JobID,
 		arg.Stage,
 		arg.Idx,
@@ -568,7 +624,8 @@ UPDATE workers
 SET state = 'running',
     instance = $1,
     failed_checks = 0,
-    due_at = now() + make_interval(secs => $2::float8)
+    due_at = now() + make_interval(secs => $2::float8),
+    lease_owner = NULL
 WHERE job_id = $3 AND stage = $4 AND idx = $5
 `
 

@@ -9,12 +9,13 @@ import (
 )
 
 type Chore struct {
-	ID       int64
-	Kind     string
-	JobID    string
-	Target   string
-	Attempts int32
-	DueAt    time.Time
+	ID         int64
+	Kind       string
+	JobID      string
+	Target     string
+	Attempts   int32
+	DueAt      time.Time
+	LeaseOwner *string
 }
 
 type History struct {
@@ -36,6 +37,7 @@ type Job struct {
 	StageStarted *time.Time
 	StageInputs  []byte
 	DueAt        *time.Time
+	LeaseOwner   *string
 	Created      time.Time
 }
 
@@ -56,4 +58,5 @@ type Worker struct {
 	Log          *string
 	FailedChecks int32
 	DueAt        *time.Time
+	LeaseOwner   *string
 }
