@@ -85,8 +85,11 @@ func run(ctx context.Context, args, environ []string, out io.Writer) error {
 
 // platform builds the registry and the launcher the settings choose: the
 // platform's HTTP services, or their stand-ins from the platform file.
-func platform(cfg config.Config) (engine.Registry, engine.Launcher, func(), error) {
-	client := &http.Client{Timeout: cfg.PeerTimeout}
+func platform(cfg config.Config, replica string) (engine.Registry, engine.Launcher, func(), error) {
+	client := &http.Client{
+		Timeout:   cfg.PeerTimeout,
+		Transport: peer.WithUserAgent(http.DefaultTransport, "jobmanager/"+replica),
+	}
 
 	var registry engine.Registry = peer.NewRegistries(client,
 		peer.Endpoint(cfg.MachineRegistryURL, cfg.MachineRegistryAPI),
@@ -119,6 +122,7 @@ func platform(cfg config.Config) (engine.Registry, engine.Launcher, func(), erro
 // serve runs the API and the engine until ctx ends, then stops both
 // within the shutdown timeout.
 func serve(ctx context.Context, cfg config.Config, pool *pgxpool.Pool, logger *slog.Logger) error {
+	replica := replicaName()
 	st := store.New(pool)
 	st.SetOptions(store.Options{
 		Lease:        cfg.Lease,
@@ -129,10 +133,11 @@ func serve(ctx context.Context, cfg config.Config, pool *pgxpool.Pool, logger *s
 			CallbackURL:    peer.Endpoint(cfg.WorkerCallbackURL, cfg.WorkerCallbackAPI),
 		},
 		KeepFiles: cfg.KeepOutputFiles,
-		Owner:     replicaName(),
+		Owner:     replica,
 	})
 
-	registry, launcher, closePlatform, err := platform(cfg)
+	logger = logger.With(slog.String("replica", replica))
+	registry, launcher, closePlatform, err := platform(cfg, replica)
 	if err != nil {
 		return err
 	}

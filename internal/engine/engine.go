@@ -292,11 +292,19 @@ func (e *Engine) resolveJob(ctx context.Context, id string) (store.Next, error) 
 	}
 
 	ds, err := e.registry.DataSource(ctx, dsID)
+	if e.abandoned() {
+		return store.Next{}, nil
+	}
+
 	if err != nil {
 		return e.store.Fail(ctx, id, err.Error())
 	}
 
 	pipeline, err := e.registry.Pipeline(ctx, ds.PipelineID)
+	if e.abandoned() {
+		return store.Next{}, nil
+	}
+
 	if err != nil {
 		return e.store.Fail(ctx, id, err.Error())
 	}
@@ -316,6 +324,10 @@ func (e *Engine) workerStep(ctx context.Context, t store.WorkerTask) {
 	switch t.State {
 	case "starting":
 		instance, startErr := e.launcher.Start(ctx, t.Request)
+		if e.abandoned() {
+			return
+		}
+
 		if startErr != nil {
 			log.Warn("worker did not start", slog.String("err", startErr.Error()))
 		}
@@ -323,6 +335,10 @@ func (e *Engine) workerStep(ctx context.Context, t store.WorkerTask) {
 		next, err = e.store.WorkerStarted(ctx, t, instance, startErr)
 	case "running":
 		alive, checkErr := e.launcher.Alive(ctx, t.Instance)
+		if e.abandoned() {
+			return
+		}
+
 		if checkErr != nil {
 			log.Warn("check worker", slog.String("err", checkErr.Error()))
 		}
@@ -340,6 +356,13 @@ func (e *Engine) workerStep(ctx context.Context, t store.WorkerTask) {
 	}
 
 	e.follow(next)
+}
+
+// abandoned reports whether the replica gave up its steps while stopping.
+// A call that failed then says nothing of the peer, so its outcome is not
+// recorded; the step's lease is handed back and another replica redoes it.
+func (e *Engine) abandoned() bool {
+	return e.stepCtx.Err() != nil
 }
 
 // remove fetches a reported worker's log and removes the worker. A log

@@ -193,3 +193,22 @@ func call(ctx context.Context, client *http.Client, method, target string, body 
 
 	return answer, nil
 }
+
+// userAgent sets the User-Agent of every request, so that the platform's
+// logs tell which replica made a call.
+type userAgent struct {
+	next http.RoundTripper
+	name string
+}
+
+// WithUserAgent returns a transport that names the caller as agent.
+func WithUserAgent(next http.RoundTripper, agent string) http.RoundTripper {
+	return userAgent{next: next, name: agent}
+}
+
+func (u userAgent) RoundTrip(req *http.Request) (*http.Response, error) {
+	req = req.Clone(req.Context())
+	req.Header.Set("User-Agent", u.name)
+
+	return u.next.RoundTrip(req)
+}

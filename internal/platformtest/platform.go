@@ -31,6 +31,8 @@ type Plan struct {
 	Stop bool
 	// Refuse answers the start request with 500.
 	Refuse bool
+	// StartDelay holds the answer to the start request back this long.
+	StartDelay time.Duration
 }
 
 // StartRequest is the body the job manager posts to start a worker.
@@ -65,6 +67,8 @@ type Instance struct {
 	ID      string
 	Request StartRequest
 	Started time.Time
+	// Caller is the User-Agent of the start request.
+	Caller string
 
 	mu      sync.Mutex
 	stopped bool
@@ -93,6 +97,10 @@ type Platform struct {
 	// Callback, when set, rewrites the URL a worker posts its result to,
 	// for example to pick one of several replicas.
 	Callback func(url string) string
+	// Retry, when positive, makes a worker post its result again, for up
+	// to this long, while the job manager cannot be reached or answers
+	// 5xx. Each try asks Callback for its target anew.
+	Retry time.Duration
 
 	mu          sync.Mutex
 	dataSources map[string]json.RawMessage
@@ -104,7 +112,9 @@ type Platform struct {
 	nextID    atomic.Int64
 	posts     sync.WaitGroup
 	postFails atomic.Int64
+	answers   sync.Map // status code → *atomic.Int64, of result posts
 	client    *http.Client
+	closed    chan struct{}
 }
 
 // New starts a fake platform whose workers behave as onStart says, and
@@ -117,11 +127,13 @@ func New(t interface{ Cleanup(func()) }, onStart func(r StartRequest) Plan) *Pla
 		byID:        map[string]*Instance{},
 		registryErr: map[string]int{},
 		client:      &http.Client{Timeout: 30 * time.Second},
+		closed:      make(chan struct{}),
 	}
 
 	p.Registry = httptest.NewServer(http.HandlerFunc(p.serveRegistry))
 	p.Deployments = httptest.NewServer(http.HandlerFunc(p.serveDeployments))
 	t.Cleanup(func() {
+		close(p.closed)
 		p.posts.Wait()
 		p.Registry.Close()
 		p.Deployments.Close()
@@ -250,6 +262,7 @@ func (p *Platform) start(w http.ResponseWriter, r *http.Request) {
 	}
 
 	plan := p.OnStart(req)
+	time.Sleep(plan.StartDelay)
 	if plan.Refuse {
 		http.Error(w, "refused on purpose", http.StatusInternalServerError)
 		return
@@ -259,6 +272,7 @@ func (p *Platform) start(w http.ResponseWriter, r *http.Request) {
 		ID:      fmt.Sprintf("inst-%d", p.nextID.Add(1)),
 		Request: req,
 		Started: time.Now(),
+		Caller:  r.UserAgent(),
 		stopped: plan.Stop,
 	}
 
@@ -288,23 +302,64 @@ func (p *Platform) start(w http.ResponseWriter, r *http.Request) {
 
 // report posts a worker's result to its callback URL, as a worker does.
 func (p *Platform) report(inst *Instance, outputs any) {
-	target := inst.Request.Config("JOB_CALLBACK_URL")
-	if p.Callback != nil {
-		target = p.Callback(target)
-	}
-
 	body := mustJSON(map[string]any{inst.ID: outputs})
+	deadline := time.Now().Add(p.Retry)
+
+	for {
+		target := inst.Request.Config("JOB_CALLBACK_URL")
+		if p.Callback != nil {
+			target = p.Callback(target)
+		}
+
+		status := p.postOnce(target, body)
+		if status == http.StatusOK {
+			return
+		}
+
+		if (status != 0 && status < 500) || time.Now().After(deadline) {
+			p.postFails.Add(1)
+			return
+		}
+
+		select {
+		case <-p.closed:
+			return
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// postOnce posts a result and returns the answer's status, 0 when there
+// was none.
+func (p *Platform) postOnce(target string, body []byte) int {
 	resp, err := p.client.Post(target, "application/json", bytes.NewReader(body))
 	if err != nil {
-		p.postFails.Add(1)
-		return
+		p.countAnswer(0)
+		return 0
 	}
 	defer resp.Body.Close()
 
 	_, _ = io.Copy(io.Discard, resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		p.postFails.Add(1)
-	}
+	p.countAnswer(resp.StatusCode)
+
+	return resp.StatusCode
+}
+
+func (p *Platform) countAnswer(status int) {
+	n, _ := p.answers.LoadOrStore(status, new(atomic.Int64))
+	n.(*atomic.Int64).Add(1)
+}
+
+// Answers counts the job manager's answers to result posts by status
+// code; 0 counts posts that got no answer.
+func (p *Platform) Answers() map[int]int64 {
+	out := map[int]int64{}
+	p.answers.Range(func(k, v any) bool {
+		out[k.(int)] = v.(*atomic.Int64).Load()
+		return true
+	})
+
+	return out
 }
 
 func (p *Platform) instance(id string) *Instance {
