@@ -162,10 +162,13 @@ SELECT outputs
 FROM results
 WHERE job_id = @job_id AND instance = @instance;
 
--- name: InsertChore :one
+-- name: InsertChores :many
+-- Owes the platform a batch of calls, leased to the caller to make at once.
 INSERT INTO chores (kind, job_id, target, due_at, lease_owner)
-VALUES (@kind, @job_id, @target, now() + make_interval(secs => @lease_seconds::float8), @owner::text)
-RETURNING id;
+SELECT
+    unnest(@kinds::text[]), @job_id::text, unnest(@targets::text[]),
+    now() + make_interval(secs => @lease_seconds::float8), @owner::text
+RETURNING id, kind, target;
 
 -- name: ClaimDueChores :many
 UPDATE chores c
@@ -182,9 +185,9 @@ WHERE c.id IN (
 )
 RETURNING c.id, c.kind, c.job_id, c.target, c.attempts;
 
--- name: DeleteChore :exec
+-- name: DeleteChores :exec
 DELETE FROM chores
-WHERE id = @id;
+WHERE id = ANY(@ids::bigint[]);
 
 -- name: RunningJobs :one
 SELECT count(*)

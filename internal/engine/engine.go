@@ -244,8 +244,8 @@ func (e *Engine) follow(next store.Next) {
 		e.spawn(func(ctx context.Context) { e.workerStep(ctx, t) })
 	}
 
-	for _, c := range next.Chores {
-		e.spawn(func(ctx context.Context) { e.chore(ctx, c) })
+	if len(next.Chores) > 0 {
+		e.spawn(func(ctx context.Context) { e.chores(ctx, next.Chores) })
 	}
 
 	if next.Ended {
@@ -382,35 +382,46 @@ func (e *Engine) remove(ctx context.Context, log *slog.Logger, instance string) 
 	return text
 }
 
-// chore carries out a call owed after a job ended. A failed chore falls
-// due again when its lease runs out, until it has been tried often enough.
-func (e *Engine) chore(ctx context.Context, c store.Chore) {
-	log := e.logger.With(slog.String("job_id", c.JobID), slog.String("chore", c.Kind),
-		slog.String("target", c.Target))
+// chores carries out calls owed after jobs ended, then forgets in one
+// statement those that were done or given up. A failed chore falls due
+// again when its lease runs out, until it has been tried often enough.
+func (e *Engine) chores(ctx context.Context, chores []store.Chore) {
+	done := make([]int64, 0, len(chores))
+	for _, c := range chores {
+		log := e.logger.With(slog.String("job_id", c.JobID), slog.String("chore", c.Kind),
+			slog.String("target", c.Target))
 
-	var err error
+		err := e.chore(ctx, c)
+		if err != nil && c.Attempts < e.opts.ChoreAttempts {
+			log.Warn("chore failed, will retry", slog.Int("attempts", c.Attempts), slog.String("err", err.Error()))
+			continue
+		}
+
+		if err != nil {
+			log.Error("chore given up", slog.Int("attempts", c.Attempts), slog.String("err", err.Error()))
+		}
+
+		done = append(done, c.ID)
+	}
+
+	if err := e.store.ChoresDone(ctx, done); err != nil {
+		e.logger.Error("forget chores", slog.String("err", err.Error()))
+	}
+}
+
+// chore makes one call owed after a job ended.
+func (e *Engine) chore(ctx context.Context, c store.Chore) error {
 	switch c.Kind {
 	case store.ChoreStopWorker:
-		err = e.launcher.Remove(ctx, c.Target)
+		return e.launcher.Remove(ctx, c.Target)
 	case store.ChoreDeleteFile:
-		err = os.Remove(filepath.Join(e.opts.DataCache, c.Target))
+		err := os.Remove(filepath.Join(e.opts.DataCache, c.Target))
 		if errors.Is(err, os.ErrNotExist) {
-			err = nil
+			return nil
 		}
+
+		return err
 	default:
-		err = fmt.Errorf("unknown chore kind %q", c.Kind)
-	}
-
-	if err != nil && c.Attempts < e.opts.ChoreAttempts {
-		log.Warn("chore failed, will retry", slog.Int("attempts", c.Attempts), slog.String("err", err.Error()))
-		return
-	}
-
-	if err != nil {
-		log.Error("chore given up", slog.Int("attempts", c.Attempts), slog.String("err", err.Error()))
-	}
-
-	if err := e.store.ChoreDone(ctx, c.ID); err != nil {
-		log.Error("forget chore", slog.String("err", err.Error()))
+		return fmt.Errorf("unknown chore kind %q", c.Kind)
 	}
 }

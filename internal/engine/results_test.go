@@ -203,3 +203,47 @@ func TestOutputValuesAreKeptExactlyAsReported(t *testing.T) {
 	assert.Equal(t, `1234567890123456789`, string(hold[0].Request.Inputs["big"]))
 	assert.Equal(t, `1234567890123456789`, field(t, doc.Stages["1"].Inputs, "big")[0])
 }
+
+func TestAnEmptyResultAmongSeveralInOnePostFailsTheJob(t *testing.T) {
+	t.Parallel()
+	s := setup(t, func(r platformtest.StartRequest) platformtest.Plan {
+		if r.Image == image("fan") {
+			return platformtest.Plan{Outputs: []map[string]any{{"part": "a"}, {"part": "b"}}}
+		}
+
+		return platformtest.Plan{} // the leaves report only when the test says
+	}, options{stageWorkers: 2})
+	s.platform.AddDataSource("ds", "p")
+	s.platform.SetPipeline("p", platformtest.Pipeline("fan-out",
+		platformtest.StageSpec{
+			Image: "fan", InputType: "single",
+			InputMap: map[string]string{"upload": "init_source"},
+			Outputs:  map[string]bool{"part": false},
+		},
+		platformtest.StageSpec{
+			Image: "leaf", InputType: "single",
+			InputMap: map[string]string{"part": "part"},
+			Outputs:  map[string]bool{"x": false},
+		},
+	))
+
+	id := s.submit("ds", "h", "upload")
+	s.eventually(func() bool {
+		return s.count("SELECT count(*) FROM workers WHERE job_id = $1 AND stage = 1 AND state = 'running'", id) == 2
+	}, "both leaves to run")
+
+	leaves := s.platform.Instances()[1:]
+	first, second := leaves[0].ID, leaves[1].ID
+	if second < first {
+		first, second = second, first
+	}
+
+	// The empty result sorts first, so it ends the job before the other
+	// result of the same post is looked at.
+	status, body := s.post("/jobs/"+id, `{"`+first+`":[],"`+second+`":[{"x":1}]}`)
+	require.Equal(t, http.StatusOK, status, body)
+
+	doc := s.ended(id)
+	assert.Equal(t, job.StatusFailed, doc.Status)
+	assert.Contains(t, doc.Reason, first)
+}

@@ -97,6 +97,9 @@ type Platform struct {
 	// Callback, when set, rewrites the URL a worker posts its result to,
 	// for example to pick one of several replicas.
 	Callback func(url string) string
+	// OnReport, when set, is told of every result post: the status of its
+	// answer (0 for none), when it was sent and when it was answered.
+	OnReport func(inst *Instance, status int, sent, answered time.Time)
 	// Retry, when positive, makes a worker post its result again, for up
 	// to this long, while the job manager cannot be reached or answers
 	// 5xx. Each try asks Callback for its target anew.
@@ -311,7 +314,12 @@ func (p *Platform) report(inst *Instance, outputs any) {
 			target = p.Callback(target)
 		}
 
+		sent := time.Now()
 		status := p.postOnce(target, body)
+		if p.OnReport != nil {
+			p.OnReport(inst, status, sent, time.Now())
+		}
+
 		if status == http.StatusOK {
 			return
 		}

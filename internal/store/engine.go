@@ -318,13 +318,19 @@ func (s *Store) Report(ctx context.Context, id string, results map[string][]json
 	return s.change(ctx, id, func(q *sqldb.Queries, lj *lockedJob) (Next, error) {
 		var next Next
 		for _, instance := range instances {
+			if next.Ended {
+				// An earlier result of this post ended the job (an empty
+				// one fails it); the rest have nothing left to apply to.
+				break
+			}
+
 			outputs := mustJSON(results[instance])
 			n, err := q.InsertResult(ctx, sqldb.InsertResultParams{JobID: id, Instance: instance, Outputs: outputs})
 			if err != nil {
 				return Next{}, fmt.Errorf("keep result: %w", err)
 			}
 
-			if n == 0 || next.Ended {
+			if n == 0 {
 				continue
 			}
 
@@ -403,10 +409,14 @@ func (s *Store) WorkerRemoved(ctx context.Context, t WorkerTask, log string) (Ne
 	return next, ignoreEnded(err)
 }
 
-// ChoreDone forgets a chore that was carried out, or given up on.
-func (s *Store) ChoreDone(ctx context.Context, id int64) error {
-	if err := s.q.DeleteChore(ctx, id); err != nil {
-		return fmt.Errorf("delete chore: %w", err)
+// ChoresDone forgets chores that were carried out, or given up on.
+func (s *Store) ChoresDone(ctx context.Context, ids []int64) error {
+	if len(ids) == 0 {
+		return nil
+	}
+
+	if err := s.q.DeleteChores(ctx, ids); err != nil {
+		return fmt.Errorf("delete chores: %w", err)
 	}
 
 	return nil
@@ -656,34 +666,25 @@ func (s *Store) end(ctx context.Context, q *sqldb.Queries, lj *lockedJob, status
 		return Next{}, fmt.Errorf("end job %s: moved %d rows", lj.row.ID, n)
 	}
 
-	next := Next{Ended: true}
+	var kinds, targets []string
 	for _, w := range workers {
-		if w.Instance == nil || (w.State != "running" && w.State != "reported") {
-			continue
+		if w.Instance != nil && (w.State == "running" || w.State == "reported") {
+			kinds, targets = append(kinds, ChoreStopWorker), append(targets, *w.Instance)
 		}
-
-		c, err := s.addChore(ctx, q, ChoreStopWorker, lj.row.ID, *w.Instance)
-		if err != nil {
-			return Next{}, err
-		}
-
-		next.Chores = append(next.Chores, c)
 	}
 
-	if s.opts.KeepFiles || lj.row.Pipeline == nil {
-		return next, nil
-	}
-
-	for _, file := range job.OutputFiles(lj.pipeline, lj.doc) {
-		c, err := s.addChore(ctx, q, ChoreDeleteFile, lj.row.ID, file)
-		if err != nil {
-			return Next{}, err
+	if !s.opts.KeepFiles && lj.row.Pipeline != nil {
+		for _, file := range job.OutputFiles(lj.pipeline, lj.doc) {
+			kinds, targets = append(kinds, ChoreDeleteFile), append(targets, file)
 		}
-
-		next.Chores = append(next.Chores, c)
 	}
 
-	return next, nil
+	chores, err := s.addChores(ctx, q, lj.row.ID, kinds, targets)
+	if err != nil {
+		return Next{}, err
+	}
+
+	return Next{Ended: true, Chores: chores}, nil
 }
 
 // stopInstance owes the platform a stop of an instance nothing tracks.
@@ -692,12 +693,12 @@ func (s *Store) stopInstance(ctx context.Context, q *sqldb.Queries, jobID, insta
 		return Next{}, nil
 	}
 
-	c, err := s.addChore(ctx, q, ChoreStopWorker, jobID, instance)
+	chores, err := s.addChores(ctx, q, jobID, []string{ChoreStopWorker}, []string{instance})
 	if err != nil {
 		return Next{}, err
 	}
 
-	return Next{Chores: []Chore{c}}, nil
+	return Next{Chores: chores}, nil
 }
 
 // stopAfterEnd owes the platform a stop of a worker that started after
@@ -714,16 +715,27 @@ func (s *Store) stopAfterEnd(ctx context.Context, jobID, instance string) (Next,
 	return next, err
 }
 
-func (s *Store) addChore(ctx context.Context, q *sqldb.Queries, kind, jobID, target string) (Chore, error) {
-	id, err := q.InsertChore(ctx, sqldb.InsertChoreParams{
-		Owner: s.opts.Owner,
-		Kind:  kind, JobID: jobID, Target: target, LeaseSeconds: s.opts.Lease.Seconds(),
-	})
-	if err != nil {
-		return Chore{}, fmt.Errorf("add chore: %w", err)
+// addChores owes the platform a batch of calls for a job, in one
+// statement, leased to the caller.
+func (s *Store) addChores(ctx context.Context, q *sqldb.Queries, jobID string, kinds, targets []string) ([]Chore, error) {
+	if len(kinds) == 0 {
+		return nil, nil
 	}
 
-	return Chore{ID: id, Kind: kind, JobID: jobID, Target: target, Attempts: 1}, nil
+	rows, err := q.InsertChores(ctx, sqldb.InsertChoresParams{
+		JobID: jobID, Kinds: kinds, Targets: targets,
+		LeaseSeconds: s.opts.Lease.Seconds(), Owner: s.opts.Owner,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("add chores: %w", err)
+	}
+
+	chores := make([]Chore, len(rows))
+	for i, r := range rows {
+		chores[i] = Chore{ID: r.ID, Kind: r.Kind, JobID: jobID, Target: r.Target, Attempts: 1}
+	}
+
+	return chores, nil
 }
 
 // stageRecord builds the document's record of the running stage from what

@@ -280,13 +280,13 @@ func (q *Queries) ClaimPendingJobs(ctx context.Context, arg ClaimPendingJobsPara
 	return items, nil
 }
 
-const deleteChore = `-- name: DeleteChore :exec
+const deleteChores = `-- name: DeleteChores :exec
 DELETE FROM chores
-WHERE id = $1
+WHERE id = ANY($1::bigint[])
 `
 
-func (q *Queries) DeleteChore(ctx context.Context, id int64) error {
-	_, err := q.db.Exec(ctx, deleteChore, id)
+func (q *Queries) DeleteChores(ctx context.Context, ids []int64) error {
+	_, err := q.db.Exec(ctx, deleteChores, ids)
 	return err
 }
 
@@ -333,31 +333,53 @@ func (q *Queries) GetWorker(ctx context.Context, arg GetWorkerParams) (GetWorker
 	return i, err
 }
 
-const insertChore = `-- name: InsertChore :one
+const insertChores = `-- name: InsertChores :many
 INSERT INTO chores (kind, job_id, target, due_at, lease_owner)
-VALUES ($1, $2, $3, now() + make_interval(secs => $4::float8), $5::text)
-RETURNING id
+SELECT
+    unnest($1::text[]), $2::text, unnest($3::text[]),
+    now() + make_interval(secs => $4::float8), $5::text
+RETURNING id, kind, target
 `
 
-type InsertChoreParams struct {
-	Kind         string
+type InsertChoresParams struct {
+	Kinds        []string
 	JobID        string
-	Target       string
+	Targets      []string
 	LeaseSeconds float64
 	Owner        string
 }
 
-func (q *Queries) InsertChore(ctx context.Context, arg InsertChoreParams) (int64, error) {
-	row := q.db.QueryRow(ctx, insertChore,
-		arg.Kind,
+type InsertChoresRow struct {
+	ID     int64
+	Kind   string
+	Target string
+}
+
+// Owes the platform a batch of calls, leased to the caller to make at once.
+func (q *Queries) InsertChores(ctx context.Context, arg InsertChoresParams) ([]InsertChoresRow, error) {
+	rows, err := q.db.Query(ctx, insertChores,
+		arg.Kinds,
 		arg.JobID,
-		arg.Target,
+		arg.Targets,
 		arg.LeaseSeconds,
 		arg.Owner,
 	)
-	var id int64
-	err := row.Scan(&id)
-	return id, err
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []InsertChoresRow
+	for rows.Next() {
+		var i InsertChoresRow
+		if err := rows.Scan(&i.ID, &i.Kind, &i.Target); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }
 
 const insertResult = `-- name: InsertResult :execrows
