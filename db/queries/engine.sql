@@ -18,7 +18,7 @@ WHERE id IN (
     LIMIT greatest(sqlc.arg(slots)::int - (SELECT count(*) FROM jobs AS running_job WHERE running_job.status = 'running'), 0)
     FOR UPDATE SKIP LOCKED
 )
-RETURNING id;
+RETURNING id, (doc->>'ds_id')::text AS ds_id;
 
 -- name: ClaimDueJobs :many
 -- Takes over running jobs whose resolving step was left undone.
@@ -33,7 +33,7 @@ WHERE id IN (
     LIMIT @max_jobs
     FOR UPDATE SKIP LOCKED
 )
-RETURNING id;
+RETURNING id, (doc->>'ds_id')::text AS ds_id;
 
 -- name: ClaimDueWorkers :many
 -- Takes the workers whose next step is due: a start, a check, a removal,

@@ -202,7 +202,7 @@ func (e *Engine) Drain(ctx context.Context) error {
 
 // claimPending starts pending jobs while there is room.
 func (e *Engine) claimPending(ctx context.Context) {
-	ids, err := e.store.ClaimPending(ctx, e.opts.MaxJobs)
+	claimed, err := e.store.ClaimPending(ctx, e.opts.MaxJobs)
 	if err != nil {
 		if ctx.Err() == nil {
 			e.logger.Error("claim pending jobs", slog.String("err", err.Error()))
@@ -211,9 +211,9 @@ func (e *Engine) claimPending(ctx context.Context) {
 		return
 	}
 
-	for _, id := range ids {
-		e.logger.Debug("job started", slog.String("job_id", id))
-		e.spawn(func(ctx context.Context) { e.resolve(ctx, id) })
+	for _, c := range claimed {
+		e.logger.Debug("job started", slog.String("job_id", c.ID))
+		e.spawn(func(ctx context.Context) { e.resolve(ctx, c) })
 	}
 }
 
@@ -222,7 +222,7 @@ func (e *Engine) claimPending(ctx context.Context) {
 func (e *Engine) claimDue(ctx context.Context) {
 	const batch = 100
 
-	ids, next, err := e.store.ClaimDue(ctx, batch)
+	claimed, next, err := e.store.ClaimDue(ctx, batch)
 	if err != nil {
 		if ctx.Err() == nil {
 			e.logger.Error("claim due work", slog.String("err", err.Error()))
@@ -231,8 +231,8 @@ func (e *Engine) claimDue(ctx context.Context) {
 		return
 	}
 
-	for _, id := range ids {
-		e.spawn(func(ctx context.Context) { e.resolve(ctx, id) })
+	for _, c := range claimed {
+		e.spawn(func(ctx context.Context) { e.resolve(ctx, c) })
 	}
 
 	e.follow(next)
@@ -269,10 +269,10 @@ func (e *Engine) spawn(step func(ctx context.Context)) {
 
 // resolve fetches a running job's data source and pipeline and records
 // them. A registry that cannot answer fails the job.
-func (e *Engine) resolve(ctx context.Context, id string) {
-	log := e.logger.With(slog.String("job_id", id))
+func (e *Engine) resolve(ctx context.Context, c store.Claimed) {
+	log := e.logger.With(slog.String("job_id", c.ID))
 
-	next, err := e.resolveJob(ctx, id)
+	next, err := e.resolveJob(ctx, c.ID, c.DsID)
 	if err != nil {
 		log.Error("resolve job", slog.String("err", err.Error()))
 		return
@@ -281,16 +281,7 @@ func (e *Engine) resolve(ctx context.Context, id string) {
 	e.follow(next)
 }
 
-func (e *Engine) resolveJob(ctx context.Context, id string) (store.Next, error) {
-	dsID, err := e.store.DataSourceID(ctx, id)
-	if errors.Is(err, job.ErrNotFound) {
-		return store.Next{}, nil
-	}
-
-	if err != nil {
-		return store.Next{}, err
-	}
-
+func (e *Engine) resolveJob(ctx context.Context, id, dsID string) (store.Next, error) {
 	ds, err := e.registry.DataSource(ctx, dsID)
 	if e.abandoned() {
 		return store.Next{}, nil

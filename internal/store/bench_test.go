@@ -76,7 +76,7 @@ func BenchmarkClaimPending(b *testing.B) {
 			require.Len(b, ids, 1)
 
 			b.StopTimer()
-			_, err = d.st.Abort(d.ctx, ids[0])
+			_, err = d.st.Abort(d.ctx, ids[0].ID)
 			require.NoError(b, err)
 			d.submit()
 			b.StartTimer()

@@ -88,7 +88,7 @@ func (d *driver) claim() string {
 	require.NoError(d.tb, err)
 	require.Len(d.tb, ids, 1, "claimed jobs")
 
-	return ids[0]
+	return ids[0].ID
 }
 
 // run resolves a claimed job and carries out every worker step the

@@ -81,22 +81,30 @@ func (s *Store) SetOptions(opts Options) {
 	s.opts = opts
 }
 
+// Claimed is a running job leased to the caller to resolve.
+type Claimed struct {
+	ID   string
+	DsID string
+}
+
 // ClaimPending starts the oldest pending jobs while fewer than maxRunning
-// jobs run, counted across every replica, and returns their ids. Each is
-// leased to the caller to resolve.
-func (s *Store) ClaimPending(ctx context.Context, maxRunning int) ([]string, error) {
-	var ids []string
+// jobs run, counted across every replica. Each is leased to the caller to
+// resolve.
+func (s *Store) ClaimPending(ctx context.Context, maxRunning int) ([]Claimed, error) {
+	var claimed []Claimed
 	err := s.inTx(ctx, func(q *sqldb.Queries) error {
 		if err := q.LockRunningCount(ctx); err != nil {
 			return err
 		}
 
-		var err error
-		ids, err = q.ClaimPendingJobs(ctx, sqldb.ClaimPendingJobsParams{
+		rows, err := q.ClaimPendingJobs(ctx, sqldb.ClaimPendingJobsParams{
 			Owner:        s.opts.Owner,
 			LeaseSeconds: s.opts.Lease.Seconds(),
 			Slots:        int32(maxRunning),
 		})
+		for _, r := range rows {
+			claimed = append(claimed, Claimed{ID: r.ID, DsID: r.DsID})
+		}
 
 		return err
 	})
@@ -104,15 +112,15 @@ func (s *Store) ClaimPending(ctx context.Context, maxRunning int) ([]string, err
 		return nil, fmt.Errorf("claim pending jobs: %w", err)
 	}
 
-	return ids, nil
+	return claimed, nil
 }
 
 // ClaimDue takes up to limit steps of each kind that are due: jobs to
 // resolve, worker steps and chores, including those whose lease ran out.
-func (s *Store) ClaimDue(ctx context.Context, limit int) ([]string, Next, error) {
+func (s *Store) ClaimDue(ctx context.Context, limit int) ([]Claimed, Next, error) {
 	lease := s.opts.Lease.Seconds()
 
-	jobs, err := s.q.ClaimDueJobs(ctx, sqldb.ClaimDueJobsParams{
+	jobRows, err := s.q.ClaimDueJobs(ctx, sqldb.ClaimDueJobsParams{
 		Owner: s.opts.Owner, LeaseSeconds: lease, MaxJobs: int32(limit)})
 	if err != nil {
 		return nil, Next{}, fmt.Errorf("claim due jobs: %w", err)
@@ -134,6 +142,11 @@ func (s *Store) ClaimDue(ctx context.Context, limit int) ([]string, Next, error)
 		return nil, Next{}, fmt.Errorf("claim due chores: %w", err)
 	}
 
+	jobs := make([]Claimed, len(jobRows))
+	for i, r := range jobRows {
+		jobs[i] = Claimed{ID: r.ID, DsID: r.DsID}
+	}
+
 	var next Next
 	for _, w := range workers {
 		next.Workers = append(next.Workers, workerTask(sqldb.ClaimNextPlannedRow(w)))
@@ -148,26 +161,11 @@ func (s *Store) ClaimDue(ctx context.Context, limit int) ([]string, Next, error)
 	return jobs, next, nil
 }
 
-// DataSourceID returns the ds_id of an active job.
-func (s *Store) DataSourceID(ctx context.Context, id string) (string, error) {
-	raw, err := s.ActiveJob(ctx, id)
-	if err != nil {
-		return "", err
-	}
-
-	var doc job.Job
-	if err := json.Unmarshal(raw, &doc); err != nil {
-		return "", fmt.Errorf("decode job %s: %w", id, err)
-	}
-
-	return doc.DsID, nil
-}
-
 // Resolved records a running job's data source and pipeline and plans its
-// first stage. A job already resolved, or no longer running, is left as it
+// first stage. A job already resolved, or no longer active, is left as it
 // is.
 func (s *Store) Resolved(ctx context.Context, id string, ds job.DataSource, raw json.RawMessage) (Next, error) {
-	return s.change(ctx, id, func(q *sqldb.Queries, lj *lockedJob) (Next, error) {
+	next, err := s.change(ctx, id, func(q *sqldb.Queries, lj *lockedJob) (Next, error) {
 		if lj.row.Status != string(job.StatusRunning) || lj.row.Pipeline != nil {
 			return Next{}, nil
 		}
@@ -206,13 +204,18 @@ func (s *Store) Resolved(ctx context.Context, id string, ds job.DataSource, raw 
 
 		return s.planWorkers(ctx, q, lj, 0, plan)
 	})
+
+	return next, ignoreEnded(err)
 }
 
 // Fail ends an active job as failed, keeping the reason in its document.
+// A job that has already ended is left as it is.
 func (s *Store) Fail(ctx context.Context, id, reason string) (Next, error) {
-	return s.change(ctx, id, func(q *sqldb.Queries, lj *lockedJob) (Next, error) {
+	next, err := s.change(ctx, id, func(q *sqldb.Queries, lj *lockedJob) (Next, error) {
 		return s.end(ctx, q, lj, job.StatusFailed, reason)
 	})
+
+	return next, ignoreEnded(err)
 }
 
 // Abort ends a pending or running job as aborted. It returns

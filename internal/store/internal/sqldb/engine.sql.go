@@ -78,7 +78,7 @@ WHERE id IN (
     LIMIT $3
     FOR UPDATE SKIP LOCKED
 )
-RETURNING id
+RETURNING id, (doc->>'ds_id')::text AS ds_id
 `
 
 type ClaimDueJobsParams struct {
@@ -87,20 +87,25 @@ type ClaimDueJobsParams struct {
 	MaxJobs      int32
 }
 
+type ClaimDueJobsRow struct {
+	ID   string
+	DsID string
+}
+
 // Takes over running jobs whose resolving step was left undone.
-func (q *Queries) ClaimDueJobs(ctx context.Context, arg ClaimDueJobsParams) ([]string, error) {
+func (q *Queries) ClaimDueJobs(ctx context.Context, arg ClaimDueJobsParams) ([]ClaimDueJobsRow, error) {
 	rows, err := q.db.Query(ctx, claimDueJobs, arg.LeaseSeconds, arg.Owner, arg.MaxJobs)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	var items []string
+	var items []ClaimDueJobsRow
 	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
+		var i ClaimDueJobsRow
+		if err := rows.Scan(&i.ID, &i.DsID); err != nil {
 			return nil, err
 		}
-		items = append(items, id)
+		items = append(items, i)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, err
@@ -250,7 +255,7 @@ WHERE id IN (
     LIMIT greatest($3::int - (SELECT count(*) FROM jobs AS running_job WHERE running_job.status = 'running'), 0)
     FOR UPDATE SKIP LOCKED
 )
-RETURNING id
+RETURNING id, (doc->>'ds_id')::text AS ds_id
 `
 
 type ClaimPendingJobsParams struct {
@@ -259,20 +264,25 @@ type ClaimPendingJobsParams struct {
 	Slots        int32
 }
 
+type ClaimPendingJobsRow struct {
+	ID   string
+	DsID string
+}
+
 // Starts the oldest pending jobs while fewer than max_running run.
-func (q *Queries) ClaimPendingJobs(ctx context.Context, arg ClaimPendingJobsParams) ([]string, error) {
+func (q *Queries) ClaimPendingJobs(ctx context.Context, arg ClaimPendingJobsParams) ([]ClaimPendingJobsRow, error) {
 	rows, err := q.db.Query(ctx, claimPendingJobs, arg.LeaseSeconds, arg.Owner, arg.Slots)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	var items []string
+	var items []ClaimPendingJobsRow
 	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
+		var i ClaimPendingJobsRow
+		if err := rows.Scan(&i.ID, &i.DsID); err != nil {
 			return nil, err
 		}
-		items = append(items, id)
+		items = append(items, i)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, err
