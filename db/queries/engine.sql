@@ -103,14 +103,29 @@ SELECT stage, idx, state
 FROM workers
 WHERE job_id = @job_id AND instance = @instance;
 
--- name: SetWorkerRunning :exec
-UPDATE workers
+-- name: SetWorkerRunning :one
+-- Records a started worker's instance, if its start is still the one on
+-- record, and returns the result the instance may have posted already.
+UPDATE workers w
 SET state = 'running',
     instance = @instance,
     failed_checks = 0,
     due_at = now() + make_interval(secs => @check_seconds::float8),
     lease_owner = NULL
-WHERE job_id = @job_id AND stage = @stage AND idx = @idx;
+WHERE w.job_id = @job_id AND w.stage = @stage AND w.idx = @idx AND w.state = 'starting'
+RETURNING (
+    SELECT r.outputs FROM results r WHERE r.job_id = w.job_id AND r.instance = w.instance
+) AS early_outputs;
+
+-- name: ReportRunningWorker :one
+-- Marks the running worker of an instance as reported, leased to the
+-- caller for removal, and says which worker it is.
+UPDATE workers
+SET state = 'reported',
+    due_at = now() + make_interval(secs => @lease_seconds::float8),
+    lease_owner = @owner::text
+WHERE job_id = @job_id AND instance = @instance AND state = 'running'
+RETURNING stage, idx;
 
 -- name: SetWorkerReported :exec
 -- Marks a worker whose result is in; the caller removes it before the
@@ -121,20 +136,24 @@ SET state = 'reported',
     lease_owner = @owner::text
 WHERE job_id = @job_id AND stage = @stage AND idx = @idx;
 
--- name: SetWorkerDone :exec
+-- name: SetWorkerDone :execrows
+-- Records the removal of a worker whose result is in.
 UPDATE workers
 SET state = 'done',
     log = @log,
     due_at = NULL,
     lease_owner = NULL
-WHERE job_id = @job_id AND stage = @stage AND idx = @idx;
+WHERE job_id = @job_id AND stage = @stage AND idx = @idx AND state = 'reported';
 
--- name: SetWorkerChecked :exec
+-- name: SetWorkerChecked :one
+-- Records a check on a running instance and returns the failed checks in
+-- a row.
 UPDATE workers
-SET failed_checks = @failed_checks,
+SET failed_checks = CASE WHEN @alive::bool THEN 0 ELSE failed_checks + 1 END,
     due_at = now() + make_interval(secs => @check_seconds::float8),
     lease_owner = NULL
-WHERE job_id = @job_id AND stage = @stage AND idx = @idx;
+WHERE job_id = @job_id AND stage = @stage AND idx = @idx AND state = 'running' AND instance = @instance
+RETURNING failed_checks;
 
 -- name: ClaimNextPlanned :many
 -- Gives the next planned workers of a stage to the caller to start.
@@ -156,11 +175,6 @@ RETURNING w.job_id, w.stage, w.idx, w.state, w.instance, w.request;
 INSERT INTO results (job_id, instance, outputs)
 VALUES (@job_id, @instance, @outputs)
 ON CONFLICT (job_id, instance) DO NOTHING;
-
--- name: GetResult :one
-SELECT outputs
-FROM results
-WHERE job_id = @job_id AND instance = @instance;
 
 -- name: InsertChores :many
 -- Owes the platform a batch of calls, leased to the caller to make at once.

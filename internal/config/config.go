@@ -67,6 +67,9 @@ type Config struct {
 	PlatformFile string `env:"JOBMANAGER_PLATFORM_FILE"`
 	// KeepOutputFiles leaves the data-cache files of ended jobs in place.
 	KeepOutputFiles bool `env:"JOBMANAGER_KEEP_OUTPUT_FILES" envDefault:"false"`
+	// DebugAddr, when set, is where Go's profiler (net/http/pprof) is
+	// served, apart from the API.
+	DebugAddr string `env:"JOBMANAGER_DEBUG_ADDR"`
 	// MaxBodyBytes is the largest request body accepted.
 	MaxBodyBytes int64 `env:"JOBMANAGER_MAX_BODY_BYTES" envDefault:"4194304"`
 	// ShutdownTimeout bounds a graceful stop.
@@ -183,6 +186,7 @@ func (c Config) LogAttrs() []slog.Attr {
 		slog.String("launcher", c.Launcher),
 		slog.String("platform_file", c.PlatformFile),
 		slog.Bool("keep_output_files", c.KeepOutputFiles),
+		slog.String("debug_addr", c.DebugAddr),
 	}
 }
 

@@ -232,39 +232,28 @@ func (s *Store) Abort(ctx context.Context, id string) (Next, error) {
 // A result the instance posted before this record was made is matched now.
 func (s *Store) WorkerStarted(ctx context.Context, t WorkerTask, instance string, startErr error) (Next, error) {
 	next, err := s.change(ctx, t.JobID, func(q *sqldb.Queries, lj *lockedJob) (Next, error) {
-		w, err := q.GetWorker(ctx, sqldb.GetWorkerParams{JobID: t.JobID, Stage: int32(t.Stage), Idx: int32(t.Idx)})
-		if err != nil {
-			return Next{}, fmt.Errorf("get worker: %w", err)
+		if startErr != nil {
+			return s.startFailed(ctx, q, lj, t, startErr)
 		}
 
-		if w.State != "starting" {
+		early, err := q.SetWorkerRunning(ctx, sqldb.SetWorkerRunningParams{
+			JobID: t.JobID, Stage: int32(t.Stage), Idx: int32(t.Idx),
+			Instance: &instance, CheckSeconds: s.opts.Check.Seconds(),
+		})
+		if errors.Is(err, pgx.ErrNoRows) {
 			// Another replica took the start over and recorded it first.
 			return s.stopInstance(ctx, q, t.JobID, instance)
 		}
 
-		if startErr != nil {
-			return s.end(ctx, q, lj, job.StatusFailed,
-				fmt.Sprintf("start worker %d of stage %d: %v", t.Idx, t.Stage, startErr))
-		}
-
-		err = q.SetWorkerRunning(ctx, sqldb.SetWorkerRunningParams{
-			JobID: t.JobID, Stage: int32(t.Stage), Idx: int32(t.Idx),
-			Instance: &instance, CheckSeconds: s.opts.Check.Seconds(),
-		})
 		if err != nil {
 			return Next{}, fmt.Errorf("record worker start: %w", err)
 		}
 
-		outputs, err := q.GetResult(ctx, sqldb.GetResultParams{JobID: t.JobID, Instance: instance})
-		if errors.Is(err, pgx.ErrNoRows) {
+		if early == nil {
 			return Next{}, nil
 		}
 
-		if err != nil {
-			return Next{}, fmt.Errorf("get early result: %w", err)
-		}
-
-		return s.matchResult(ctx, q, lj, t.Stage, t.Idx, instance, outputs)
+		return s.matchResult(ctx, q, lj, t.Stage, t.Idx, instance, early)
 	})
 	if errors.Is(err, job.ErrConflict) && instance != "" {
 		// The job ended while the worker was being started.
@@ -274,35 +263,45 @@ func (s *Store) WorkerStarted(ctx context.Context, t WorkerTask, instance string
 	return next, ignoreEnded(err)
 }
 
+// startFailed fails the job of a worker that could not be started, unless
+// another replica has taken the start over meanwhile.
+func (s *Store) startFailed(ctx context.Context, q *sqldb.Queries, lj *lockedJob, t WorkerTask,
+	startErr error) (Next, error) {
+	w, err := q.GetWorker(ctx, sqldb.GetWorkerParams{JobID: t.JobID, Stage: int32(t.Stage), Idx: int32(t.Idx)})
+	if err != nil {
+		return Next{}, fmt.Errorf("get worker: %w", err)
+	}
+
+	if w.State != "starting" {
+		return Next{}, nil
+	}
+
+	return s.end(ctx, q, lj, job.StatusFailed,
+		fmt.Sprintf("start worker %d of stage %d: %v", t.Idx, t.Stage, startErr))
+}
+
 // WorkerChecked records the outcome of a check on a running worker. The
 // second failed check in a row fails the job.
 func (s *Store) WorkerChecked(ctx context.Context, t WorkerTask, alive bool) (Next, error) {
 	next, err := s.change(ctx, t.JobID, func(q *sqldb.Queries, lj *lockedJob) (Next, error) {
-		w, err := q.GetWorker(ctx, sqldb.GetWorkerParams{JobID: t.JobID, Stage: int32(t.Stage), Idx: int32(t.Idx)})
-		if err != nil {
-			return Next{}, fmt.Errorf("get worker: %w", err)
+		failed, err := q.SetWorkerChecked(ctx, sqldb.SetWorkerCheckedParams{
+			JobID: t.JobID, Stage: int32(t.Stage), Idx: int32(t.Idx), Instance: &t.Instance,
+			Alive: alive, CheckSeconds: s.opts.Check.Seconds(),
+		})
+		if errors.Is(err, pgx.ErrNoRows) {
+			return Next{}, nil // the worker reported, or the job moved on
 		}
 
-		if w.State != "running" || deref(w.Instance) != t.Instance {
+		if err != nil {
+			return Next{}, fmt.Errorf("record check: %w", err)
+		}
+
+		if failed < 2 {
 			return Next{}, nil
 		}
 
-		failed := int32(0)
-		if !alive {
-			failed = w.FailedChecks + 1
-		}
-
-		if failed >= 2 {
-			return s.end(ctx, q, lj, job.StatusFailed,
-				fmt.Sprintf("worker %s of stage %d stopped without results", t.Instance, t.Stage))
-		}
-
-		err = q.SetWorkerChecked(ctx, sqldb.SetWorkerCheckedParams{
-			JobID: t.JobID, Stage: int32(t.Stage), Idx: int32(t.Idx),
-			FailedChecks: failed, CheckSeconds: s.opts.Check.Seconds(),
-		})
-
-		return Next{}, err
+		return s.end(ctx, q, lj, job.StatusFailed,
+			fmt.Sprintf("worker %s of stage %d stopped without results", t.Instance, t.Stage))
 	})
 
 	return next, ignoreEnded(err)
@@ -337,20 +336,7 @@ func (s *Store) Report(ctx context.Context, id string, results map[string][]json
 				continue
 			}
 
-			w, err := q.WorkerByInstance(ctx, sqldb.WorkerByInstanceParams{JobID: id, Instance: &instance})
-			if errors.Is(err, pgx.ErrNoRows) {
-				continue
-			}
-
-			if err != nil {
-				return Next{}, fmt.Errorf("find worker: %w", err)
-			}
-
-			if w.State != "running" {
-				continue
-			}
-
-			more, err := s.matchResult(ctx, q, lj, int(w.Stage), int(w.Idx), instance, outputs)
+			more, err := s.applyResult(ctx, q, lj, instance, outputs)
 			if err != nil {
 				return Next{}, err
 			}
@@ -367,46 +353,18 @@ func (s *Store) Report(ctx context.Context, id string, results map[string][]json
 // stage when it was the stage's last.
 func (s *Store) WorkerRemoved(ctx context.Context, t WorkerTask, log string) (Next, error) {
 	next, err := s.change(ctx, t.JobID, func(q *sqldb.Queries, lj *lockedJob) (Next, error) {
-		w, err := q.GetWorker(ctx, sqldb.GetWorkerParams{JobID: t.JobID, Stage: int32(t.Stage), Idx: int32(t.Idx)})
-		if err != nil {
-			return Next{}, fmt.Errorf("get worker: %w", err)
-		}
-
-		if w.State != "reported" {
-			return Next{}, nil
-		}
-
-		err = q.SetWorkerDone(ctx, sqldb.SetWorkerDoneParams{
+		n, err := q.SetWorkerDone(ctx, sqldb.SetWorkerDoneParams{
 			JobID: t.JobID, Stage: int32(t.Stage), Idx: int32(t.Idx), Log: &log,
 		})
 		if err != nil {
 			return Next{}, fmt.Errorf("record worker removal: %w", err)
 		}
 
-		// The slot is freed only now, not when the result arrived: until
-		// it is removed the reported worker still runs on the platform,
-		// and the stage must never have more than StageWorkers alive.
-		planned, err := q.ClaimNextPlanned(ctx, sqldb.ClaimNextPlannedParams{
-			Owner: s.opts.Owner,
-			JobID: t.JobID, Stage: int32(t.Stage), MaxWorkers: 1, LeaseSeconds: s.opts.Lease.Seconds(),
-		})
-		if err != nil {
-			return Next{}, fmt.Errorf("claim next worker: %w", err)
+		if n == 0 {
+			return Next{}, nil // another replica recorded it first
 		}
 
-		var next Next
-		for _, p := range planned {
-			next.Workers = append(next.Workers, workerTask(p))
-		}
-
-		more, err := s.completeStage(ctx, q, lj)
-		if err != nil {
-			return Next{}, err
-		}
-
-		next.add(more)
-
-		return next, nil
+		return s.completeStage(ctx, q, lj)
 	})
 
 	return next, ignoreEnded(err)
@@ -461,6 +419,26 @@ type lockedJob struct {
 	row      sqldb.LockJobRow
 	doc      job.Job
 	pipeline job.Pipeline
+	// workers caches the running stage's workers once a step has read
+	// them; a step that changes a worker afterwards must not use it.
+	workers []sqldb.StageWorkersRow
+}
+
+// stageWorkers returns the workers of the running stage, reading them
+// once per transaction.
+func (lj *lockedJob) stageWorkers(ctx context.Context, q *sqldb.Queries) ([]sqldb.StageWorkersRow, error) {
+	if lj.workers != nil {
+		return lj.workers, nil
+	}
+
+	workers, err := q.StageWorkers(ctx, sqldb.StageWorkersParams{JobID: lj.row.ID, Stage: lj.row.Stage})
+	if err != nil {
+		return nil, fmt.Errorf("list stage workers: %w", err)
+	}
+
+	lj.workers = workers
+
+	return workers, nil
 }
 
 // change runs fn in a transaction that first locks the job's row. For a
@@ -521,12 +499,50 @@ func ignoreEnded(err error) error {
 	return err
 }
 
+// applyResult matches a kept result to the running worker of its instance
+// and applies it. A result of an instance with no running worker stays
+// kept: its start may not be recorded yet.
+func (s *Store) applyResult(ctx context.Context, q *sqldb.Queries, lj *lockedJob, instance string,
+	outputs []byte) (Next, error) {
+	if isEmptyList(outputs) {
+		w, err := q.WorkerByInstance(ctx, sqldb.WorkerByInstanceParams{JobID: lj.row.ID, Instance: &instance})
+		if errors.Is(err, pgx.ErrNoRows) || (err == nil && w.State != "running") {
+			return Next{}, nil
+		}
+
+		if err != nil {
+			return Next{}, fmt.Errorf("find worker: %w", err)
+		}
+
+		return s.matchResult(ctx, q, lj, int(w.Stage), int(w.Idx), instance, outputs)
+	}
+
+	w, err := q.ReportRunningWorker(ctx, sqldb.ReportRunningWorkerParams{
+		JobID: lj.row.ID, Instance: &instance, LeaseSeconds: s.opts.Lease.Seconds(), Owner: s.opts.Owner,
+	})
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Next{}, nil
+	}
+
+	if err != nil {
+		return Next{}, fmt.Errorf("record result: %w", err)
+	}
+
+	return Next{Workers: []WorkerTask{{
+		JobID: lj.row.ID, Stage: int(w.Stage), Idx: int(w.Idx), State: "reported", Instance: instance,
+	}}}, nil
+}
+
+func isEmptyList(outputs []byte) bool {
+	return string(outputs) == "[]"
+}
+
 // matchResult applies a worker's result: an empty one fails the job;
 // otherwise the worker is leased to the caller for removal. Its slot is
 // handed on once it has been removed (see WorkerRemoved).
 func (s *Store) matchResult(ctx context.Context, q *sqldb.Queries, lj *lockedJob, stage, idx int,
 	instance string, outputs []byte) (Next, error) {
-	if string(outputs) == "[]" {
+	if isEmptyList(outputs) {
 		return s.end(ctx, q, lj, job.StatusFailed,
 			fmt.Sprintf("worker %s of stage %d reported no results", instance, stage))
 	}
@@ -584,15 +600,27 @@ func (s *Store) planWorkers(ctx context.Context, q *sqldb.Queries, lj *lockedJob
 // completeStage writes the running stage into the document once all its
 // workers are done, then plans the next stage or finishes the job.
 func (s *Store) completeStage(ctx context.Context, q *sqldb.Queries, lj *lockedJob) (Next, error) {
-	workers, err := q.StageWorkers(ctx, sqldb.StageWorkersParams{JobID: lj.row.ID, Stage: lj.row.Stage})
+	workers, err := lj.stageWorkers(ctx, q)
 	if err != nil {
-		return Next{}, fmt.Errorf("list stage workers: %w", err)
+		return Next{}, err
 	}
 
+	waiting, complete := false, true
 	for _, w := range workers {
-		if w.State != "done" {
-			return Next{}, nil
-		}
+		waiting = waiting || (w.State == "planned" && w.DueAt == nil)
+		complete = complete && w.State == "done"
+	}
+
+	if waiting {
+		// The removed worker's slot passes to the next planned one. The
+		// slot is freed only now, not when the result arrived: until it
+		// is removed the reported worker still runs on the platform, and
+		// a stage never has more than StageWorkers alive.
+		return s.claimNextPlanned(ctx, q, lj)
+	}
+
+	if !complete {
+		return Next{}, nil
 	}
 
 	stage := int(lj.row.Stage)
@@ -627,6 +655,25 @@ func (s *Store) completeStage(ctx context.Context, q *sqldb.Queries, lj *lockedJ
 	return s.planWorkers(ctx, q, lj, stage+1, plan)
 }
 
+// claimNextPlanned leases the running stage's next planned worker to the
+// caller to start.
+func (s *Store) claimNextPlanned(ctx context.Context, q *sqldb.Queries, lj *lockedJob) (Next, error) {
+	planned, err := q.ClaimNextPlanned(ctx, sqldb.ClaimNextPlannedParams{
+		Owner: s.opts.Owner,
+		JobID: lj.row.ID, Stage: lj.row.Stage, MaxWorkers: 1, LeaseSeconds: s.opts.Lease.Seconds(),
+	})
+	if err != nil {
+		return Next{}, fmt.Errorf("claim next worker: %w", err)
+	}
+
+	var next Next
+	for _, p := range planned {
+		next.Workers = append(next.Workers, workerTask(p))
+	}
+
+	return next, nil
+}
+
 // end gives a job its final status and moves it to history, in the
 // caller's transaction. Workers still running are stopped and, unless
 // told to keep them, the data-cache files the job's outputs name are
@@ -636,9 +683,8 @@ func (s *Store) end(ctx context.Context, q *sqldb.Queries, lj *lockedJob, status
 	var workers []sqldb.StageWorkersRow
 	if lj.row.Pipeline != nil {
 		var err error
-		workers, err = q.StageWorkers(ctx, sqldb.StageWorkersParams{JobID: lj.row.ID, Stage: lj.row.Stage})
-		if err != nil {
-			return Next{}, fmt.Errorf("list stage workers: %w", err)
+		if workers, err = lj.stageWorkers(ctx, q); err != nil {
+			return Next{}, err
 		}
 
 		key := strconv.Itoa(int(lj.row.Stage))

@@ -300,24 +300,6 @@ func (q *Queries) DeleteChores(ctx context.Context, ids []int64) error {
 	return err
 }
 
-const getResult = `-- name: GetResult :one
-SELECT outputs
-FROM results
-WHERE job_id = $1 AND instance = $2
-`
-
-type GetResultParams struct {
-	JobID    string
-	Instance string
-}
-
-func (q *Queries) GetResult(ctx context.Context, arg GetResultParams) ([]byte, error) {
-	row := q.db.QueryRow(ctx, getResult, arg.JobID, arg.Instance)
-	var outputs []byte
-	err := row.Scan(&outputs)
-	return outputs, err
-}
-
 const getWorker = `-- name: GetWorker :one
 SELECT state, instance, failed_checks
 FROM workers
@@ -493,6 +475,41 @@ func (q *Queries) ReleaseWorkerLeases(ctx context.Context, owner string) error {
 	return err
 }
 
+const reportRunningWorker = `-- name: ReportRunningWorker :one
+UPDATE workers
+SET state = 'reported',
+    due_at = now() + make_interval(secs => $1::float8),
+    lease_owner = $2::text
+WHERE job_id = $3 AND instance = $4 AND state = 'running'
+RETURNING stage, idx
+`
+
+type ReportRunningWorkerParams struct {
+	LeaseSeconds float64
+	Owner        string
+	JobID        string
+	Instance     *string
+}
+
+type ReportRunningWorkerRow struct {
+	Stage int32
+	Idx   int32
+}
+
+// Marks the running worker of an instance as reported, leased to the
+// caller for removal, and says which worker it is.
+func (q *Queries) ReportRunningWorker(ctx context.Context, arg ReportRunningWorkerParams) (ReportRunningWorkerRow, error) {
+	row := q.db.QueryRow(ctx, reportRunningWorker,
+		arg.LeaseSeconds,
+		arg.Owner,
+		arg.JobID,
+		arg.Instance,
+	)
+	var i ReportRunningWorkerRow
+	err := row.Scan(&i.Stage, &i.Idx)
+	return i, err
+}
+
 const runningJobs = `-- name: RunningJobs :one
 SELECT count(*)
 FROM jobs
@@ -569,40 +586,47 @@ func (q *Queries) SetJobStage(ctx context.Context, arg SetJobStageParams) error 
 	return err
 }
 
-const setWorkerChecked = `-- name: SetWorkerChecked :exec
+const setWorkerChecked = `-- name: SetWorkerChecked :one
 UPDATE workers
-SET failed_checks = $1,
+SET failed_checks = CASE WHEN $1::bool THEN 0 ELSE failed_checks + 1 END,
     due_at = now() + make_interval(secs => $2::float8),
     lease_owner = NULL
-WHERE job_id = $3 AND stage = $4 AND idx = $5
+WHERE job_id = $3 AND stage = $4 AND idx = $5 AND state = 'running' AND instance = $6
+RETURNING failed_checks
 `
 
 type SetWorkerCheckedParams struct {
-	FailedChecks int32
+	Alive        bool
 	CheckSeconds float64
 	JobID        string
 	Stage        int32
 	Idx          int32
+	Instance     *string
 }
 
-func (q *Queries) SetWorkerChecked(ctx context.Context, arg SetWorkerCheckedParams) error {
-	_, err := q.db.Exec(ctx, setWorkerChecked,
-		arg.FailedChecks,
+// Records a check on a running instance and returns the failed checks in
+// a row.
+func (q *Queries) SetWorkerChecked(ctx context.Context, arg SetWorkerCheckedParams) (int32, error) {
+	row := q.db.QueryRow(ctx, setWorkerChecked,
+		arg.Alive,
 		arg.CheckSeconds,
 		arg.JobID,
 		arg.Stage,
 		arg.Idx,
+		arg.Instance,
 	)
-	return err
+	var failed_checks int32
+	err := row.Scan(&failed_checks)
+	return failed_checks, err
 }
 
-const setWorkerDone = `-- name: SetWorkerDone :exec
+const setWorkerDone = `-- name: SetWorkerDone :execrows
 UPDATE workers
 SET state = 'done',
     log = $1,
     due_at = NULL,
     lease_owner = NULL
-WHERE job_id = $2 AND stage = $3 AND idx = $4
+WHERE job_id = $2 AND stage = $3 AND idx = $4 AND state = 'reported'
 `
 
 type SetWorkerDoneParams struct {
@@ -612,14 +636,18 @@ type SetWorkerDoneParams struct {
 	Idx   int32
 }
 
-func (q *Queries) SetWorkerDone(ctx context.Context, arg SetWorkerDoneParams) error {
-	_, err := q.db.Exec(ctx, setWorkerDone,
+// Records the removal of a worker whose result is in.
+func (q *Queries) SetWorkerDone(ctx context.Context, arg SetWorkerDoneParams) (int64, error) {
+	result, err := q.db.Exec(ctx, setWorkerDone,
 		arg.Log,
 		arg.JobID,
 		arg.Stage,
 		arg.Idx,
 	)
-	return err
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
 }
 
 const setWorkerReported = `-- name: SetWorkerReported :exec
@@ -651,14 +679,17 @@ func (q *Queries) SetWorkerReported(ctx context.Context, arg SetWorkerReportedPa
 	return err
 }
 
-const setWorkerRunning = `-- name: SetWorkerRunning :exec
-UPDATE workers
+const setWorkerRunning = `-- name: SetWorkerRunning :one
+UPDATE workers w
 SET state = 'running',
     instance = $1,
     failed_checks = 0,
     due_at = now() + make_interval(secs => $2::float8),
     lease_owner = NULL
-WHERE job_id = $3 AND stage = $4 AND idx = $5
+WHERE w.job_id = $3 AND w.stage = $4 AND w.idx = $5 AND w.state = 'starting'
+RETURNING (
+    SELECT r.outputs FROM results r WHERE r.job_id = w.job_id AND r.instance = w.instance
+) AS early_outputs
 `
 
 type SetWorkerRunningParams struct {
@@ -669,15 +700,19 @@ type SetWorkerRunningParams struct {
 	Idx          int32
 }
 
-func (q *Queries) SetWorkerRunning(ctx context.Context, arg SetWorkerRunningParams) error {
-	_, err := q.db.Exec(ctx, setWorkerRunning,
+// Records a started worker's instance, if its start is still the one on
+// record, and returns the result the instance may have posted already.
+func (q *Queries) SetWorkerRunning(ctx context.Context, arg SetWorkerRunningParams) ([]byte, error) {
+	row := q.db.QueryRow(ctx, setWorkerRunning,
 		arg.Instance,
 		arg.CheckSeconds,
 		arg.JobID,
 		arg.Stage,
 		arg.Idx,
 	)
-	return err
+	var early_outputs []byte
+	err := row.Scan(&early_outputs)
+	return early_outputs, err
 }
 
 const stageWorkers = `-- name: StageWorkers :many
