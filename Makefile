@@ -4,7 +4,7 @@ GO ?= go
 LISTEN ?= 127.0.0.1:8080
 CACHE := .data/cache
 
-.PHONY: build run test generate check-generated sample
+.PHONY: build run test bench generate check-generated sample
 
 # build builds the service and the example workers into bin/.
 build:
@@ -41,6 +41,15 @@ test: check-generated
 	  { gofmt -l cmd internal examples migrations; echo "gofmt needed"; exit 1; }
 	$(GO) vet ./...
 	$(GO) test -count=1 ./...
+
+# bench runs the Go benchmarks of the hot paths, then the load generator
+# against three replicas of the built binary (see cmd/bench for settings:
+# make bench BENCH_FLAGS='-replicas 2 -jobs 5000').
+BENCH_FLAGS ?=
+bench: build
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime 1s ./internal/job/
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime 50x ./internal/store/
+	$(GO) run ./cmd/bench $(BENCH_FLAGS)
 
 # generate regenerates the sqlc code from db/queries and migrations.
 generate:

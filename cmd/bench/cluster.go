@@ -87,8 +87,9 @@ func adminExec(ctx context.Context, adminURL, sql string) error {
 
 // replica is one process of the service.
 type replica struct {
-	url string
-	cmd *exec.Cmd
+	url   string
+	debug string // address of the profiler, when served
+	cmd   *exec.Cmd
 }
 
 // startReplicas starts n replicas and waits until each is ready.
@@ -122,12 +123,24 @@ func startReplicas(s settings, dbURL string, p *platformtest.Platform, c *cleanu
 
 		cmd := exec.Command(s.binary)
 		cmd.Env = append(env, fmt.Sprintf("JOBMANAGER_LISTEN_ADDR=127.0.0.1:%d", port))
+
+		var debug string
+		if i == 0 && s.cpuProfile != "" {
+			debugPort, err := freePort()
+			if err != nil {
+				return nil, err
+			}
+
+			debug = fmt.Sprintf("127.0.0.1:%d", debugPort)
+			cmd.Env = append(cmd.Env, "JOBMANAGER_DEBUG_ADDR="+debug)
+		}
+
 		cmd.Stdout, cmd.Stderr = logFile, logFile
 		if err := cmd.Start(); err != nil {
 			return nil, fmt.Errorf("start %s: %w", s.binary, err)
 		}
 
-		r := &replica{url: fmt.Sprintf("http://127.0.0.1:%d", port), cmd: cmd}
+		r := &replica{url: fmt.Sprintf("http://127.0.0.1:%d", port), debug: debug, cmd: cmd}
 		replicas = append(replicas, r)
 		c.Cleanup(func() {
 			_ = cmd.Process.Kill()

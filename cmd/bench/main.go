@@ -29,6 +29,7 @@ type settings struct {
 	pgbenchTime time.Duration
 	maxJobs     int
 	logSQL      bool
+	cpuProfile  string
 }
 
 func main() {
@@ -46,6 +47,8 @@ func main() {
 	flag.IntVar(&s.maxJobs, "max-jobs", 1000, "CONF_JOBS_MAX_NUM of the replicas")
 	flag.BoolVar(&s.logSQL, "log-statements", false,
 		"have the server log every statement on the bench database (to see what a job costs)")
+	flag.StringVar(&s.cpuProfile, "cpuprofile", "",
+		"write a 10 s CPU profile of the first replica, taken during the closed loop, to this file")
 	flag.Parse()
 
 	if err := run(context.Background(), s); err != nil {

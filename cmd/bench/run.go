@@ -109,9 +109,20 @@ func run(ctx context.Context, s settings) error {
 	}
 
 	fmt.Fprintf(os.Stderr, "bench: closed loop, %d jobs, %d in flight\n", s.jobs, s.concurrency)
+	profiled := make(chan error, 1)
+	if s.cpuProfile != "" {
+		go func() { profiled <- profile(replicas[0].debug, s.cpuProfile) }()
+	} else {
+		profiled <- nil
+	}
+
 	closed, err := closedLoop(ctx, "closed loop", s.jobs, s.concurrency, rr, mon, rec, platform, replicas)
 	if err != nil {
 		return err
+	}
+
+	if err := <-profiled; err != nil {
+		return fmt.Errorf("profile: %w", err)
 	}
 
 	rate := s.rate
@@ -277,6 +288,27 @@ func finish(ctx context.Context, ph *phase, start mark, ids []string, mon *monit
 	ph.endToEnd, err = mon.endToEnd(ctx, ids)
 
 	return err
+}
+
+// profile saves a 10 s CPU profile of a replica.
+func profile(addr, path string) error {
+	resp, err := http.Get("http://" + addr + "/debug/pprof/profile?seconds=10")
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+
+	return f.Close()
 }
 
 func submit(base, hash string) (string, time.Duration, error) {

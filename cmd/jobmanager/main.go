@@ -18,13 +18,13 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"sync/atomic"
 	"syscall"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/industrial-data/jobmanager/internal/api"
@@ -158,6 +158,10 @@ func serve(ctx context.Context, cfg config.Config, pool *pgxpool.Pool, logger *s
 		ReadHeaderTimeout: 10 * time.Second,
 	}
 
+	if cfg.DebugAddr != "" {
+		go serveDebug(cfg.DebugAddr, logger)
+	}
+
 	listener, err := net.Listen("tcp", cfg.ListenAddr)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
@@ -176,10 +180,6 @@ func serve(ctx context.Context, cfg config.Config, pool *pgxpool.Pool, logger *s
 		eng.Run(engineCtx)
 		close(engineDone)
 	}()
-
-	go eng.Listen(engineCtx, func(ctx context.Context) (*pgx.Conn, error) {
-		return pgx.ConnectConfig(ctx, pool.Config().ConnConfig)
-	})
 
 	select {
 	case err := <-serveErr:
@@ -252,6 +252,20 @@ func readiness(pool *pgxpool.Pool, stopping *atomic.Bool) func(context.Context) 
 		migrated.Store(true)
 
 		return nil
+	}
+}
+
+// serveDebug serves Go's profiler, for `go tool pprof`, on its own address
+// so that it is never exposed with the API.
+func serveDebug(addr string, logger *slog.Logger) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+
+	server := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	if err := server.ListenAndServe(); err != nil {
+		logger.Error("debug server", slog.String("err", err.Error()))
 	}
 }
 
