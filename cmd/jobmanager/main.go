@@ -32,6 +32,7 @@ import (
 	"github.com/industrial-data/jobmanager/internal/engine"
 	"github.com/industrial-data/jobmanager/internal/job"
 	"github.com/industrial-data/jobmanager/internal/local"
+	"github.com/industrial-data/jobmanager/internal/metrics"
 	"github.com/industrial-data/jobmanager/internal/peer"
 	"github.com/industrial-data/jobmanager/internal/store"
 )
@@ -143,7 +144,9 @@ func serve(ctx context.Context, cfg config.Config, pool *pgxpool.Pool, logger *s
 	}
 	defer closePlatform()
 
+	meters := metrics.New(st.CountActiveJobs, logger)
 	eng := engine.New(st, registry, launcher, logger, engine.Options{
+		Metrics:     meters,
 		MaxJobs:     cfg.JobsMaxNum,
 		Poll:        cfg.Poll,
 		DataCache:   cfg.DataCachePath,
@@ -152,7 +155,12 @@ func serve(ctx context.Context, cfg config.Config, pool *pgxpool.Pool, logger *s
 
 	var stopping atomic.Bool
 	probe := readiness(pool, &stopping)
-	handler := api.New(eng, logger, api.Options{MaxBodyBytes: cfg.MaxBodyBytes, Ready: probe})
+	handler := api.New(eng, logger, api.Options{
+		MaxBodyBytes: cfg.MaxBodyBytes,
+		Ready:        probe,
+		Metrics:      meters.Handler(),
+		Observe:      meters.Middleware,
+	})
 	server := &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,

@@ -277,6 +277,33 @@ func (c *cluster) checkFinished(id string, doc job.Job, starts map[string]int) {
 	assert.Len(c.t, doc.Stages["2"].Outputs, len(platformtest.SensorTables), id)
 }
 
+// endedPerMetrics adds up jobmanager_jobs_ended_total over the replicas.
+func (c *cluster) endedPerMetrics() float64 {
+	c.t.Helper()
+
+	var total float64
+	for _, r := range c.live() {
+		resp, err := http.Get(r.url + "/metrics")
+		require.NoError(c.t, err)
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		require.NoError(c.t, err)
+
+		for _, line := range strings.Split(string(body), "\n") {
+			if !strings.HasPrefix(line, "jobmanager_jobs_ended_total{") {
+				continue
+			}
+
+			var v float64
+			_, err := fmt.Sscanf(line[strings.LastIndexByte(line, ' ')+1:], "%g", &v)
+			require.NoError(c.t, err)
+			total += v
+		}
+	}
+
+	return total
+}
+
 // startsByWorker counts the starts of each worker of each job.
 func startsByWorker(p *platformtest.Platform) map[string][]*platformtest.Instance {
 	out := map[string][]*platformtest.Instance{}
@@ -379,6 +406,8 @@ func TestReplicasShareTheWorkAndEndEveryJobOnce(t *testing.T) {
 	for key, list := range starts {
 		assert.Len(t, list, 1, "worker %s started once", key)
 	}
+
+	assert.Equal(t, float64(jobs), c.endedPerMetrics(), "the replicas' metrics count every end once")
 
 	answers := c.platform.Answers()
 	for code, n := range answers {

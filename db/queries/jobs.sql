@@ -31,3 +31,8 @@ WITH ended AS (
 INSERT INTO history (id, status, doc, created)
 SELECT ended.id, @status, @doc, ended.created
 FROM ended;
+
+-- name: CountActiveJobs :many
+SELECT status, count(*) AS jobs
+FROM jobs
+GROUP BY status;

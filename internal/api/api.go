@@ -34,6 +34,8 @@ type Options struct {
 	Ready func(ctx context.Context) error
 	// Metrics serves the Prometheus metrics, when set.
 	Metrics http.Handler
+	// Observe, when set, wraps every request, to record it.
+	Observe echo.MiddlewareFunc
 }
 
 // New returns the HTTP handler of the API.
@@ -44,6 +46,10 @@ func New(jobs Jobs, logger *slog.Logger, opts Options) *echo.Echo {
 	e.HTTPErrorHandler = errorHandler(logger)
 
 	e.Pre(middleware.RemoveTrailingSlash())
+	if opts.Observe != nil {
+		e.Use(opts.Observe)
+	}
+
 	e.Use(middleware.Recover())
 
 	h := handlers{jobs: jobs, maxBody: opts.MaxBodyBytes}

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/industrial-data/jobmanager/internal/job"
+	"github.com/industrial-data/jobmanager/internal/metrics"
 	"github.com/industrial-data/jobmanager/internal/store"
 )
 
@@ -50,6 +51,8 @@ type Options struct {
 	// StepTimeout bounds one step; it should not exceed the lease, after
 	// which another replica may take the step over.
 	StepTimeout time.Duration
+	// Metrics records the engine's work; nil records nothing.
+	Metrics *metrics.Metrics
 }
 
 // Engine runs jobs.
@@ -115,6 +118,10 @@ func (e *Engine) Command(ctx context.Context, id string, cmd job.Command) error 
 
 	if err != nil {
 		return fmt.Errorf("command job %s: %w", id, err)
+	}
+
+	if !cmd.Abort {
+		e.opts.Metrics.ResultsAccepted(len(cmd.Results))
 	}
 
 	e.follow(next)
@@ -248,7 +255,8 @@ func (e *Engine) follow(next store.Next) {
 		e.spawn(func(ctx context.Context) { e.chores(ctx, next.Chores) })
 	}
 
-	if next.Ended {
+	if next.Ended != "" {
+		e.opts.Metrics.JobEnded(string(next.Ended))
 		e.Kick()
 	}
 }
@@ -272,7 +280,9 @@ func (e *Engine) spawn(step func(ctx context.Context)) {
 func (e *Engine) resolve(ctx context.Context, c store.Claimed) {
 	log := e.logger.With(slog.String("job_id", c.ID))
 
+	start := time.Now()
 	next, err := e.resolveJob(ctx, c.ID, c.DsID)
+	e.opts.Metrics.Step("resolve", start, err != nil)
 	if err != nil {
 		log.Error("resolve job", slog.String("err", err.Error()))
 		return
@@ -303,15 +313,21 @@ func (e *Engine) resolveJob(ctx context.Context, id, dsID string) (store.Next, e
 	return e.store.Resolved(ctx, id, ds, pipeline)
 }
 
+// stepNames name worker steps, by the state they start from, in metrics.
+var stepNames = map[string]string{"starting": "start", "running": "check", "reported": "remove"}
+
 // workerStep carries out a claimed step of one worker.
 func (e *Engine) workerStep(ctx context.Context, t store.WorkerTask) {
 	log := e.logger.With(slog.String("job_id", t.JobID), slog.Int("stage", t.Stage),
 		slog.String("instance", t.Instance))
 
 	var (
-		next store.Next
-		err  error
+		next  store.Next
+		err   error
+		start = time.Now()
 	)
+	defer func() { e.opts.Metrics.Step(stepNames[t.State], start, err != nil) }()
+
 	switch t.State {
 	case "starting":
 		instance, startErr := e.launcher.Start(ctx, t.Request)

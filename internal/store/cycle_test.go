@@ -108,7 +108,7 @@ func (d *driver) run(id string, until int) store.Next {
 		next := d.step(tasks[0], until)
 		tasks = append(tasks[1:], next.Workers...)
 
-		if next.Ended {
+		if next.Ended != "" {
 			ended = next
 		}
 	}
@@ -137,7 +137,9 @@ func (d *driver) step(t store.WorkerTask, until int) store.Next {
 
 		next.Workers = append(next.Workers, reported.Workers...)
 		next.Chores = append(next.Chores, reported.Chores...)
-		next.Ended = next.Ended || reported.Ended
+		if reported.Ended != "" {
+			next.Ended = reported.Ended
+		}
 
 		return next
 	case "reported":
@@ -178,7 +180,7 @@ func TestFullWorkerCycleFinishesTheJob(t *testing.T) {
 
 	ended := d.run(id, allStages)
 
-	require.True(t, ended.Ended, "the last removal ends the job")
+	require.Equal(t, job.StatusFinished, ended.Ended, "the last removal ends the job")
 	assert.Len(t, ended.Chores, 2+len(platformtest.SensorTables),
 		"a delete chore per file of the job's stages")
 

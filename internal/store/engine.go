@@ -65,15 +65,17 @@ type Chore struct {
 type Next struct {
 	Workers []WorkerTask
 	Chores  []Chore
-	// Ended is set when the transaction ended the job, which frees a slot
-	// for a pending job.
-	Ended bool
+	// Ended is the final status the transaction gave its job, if it ended
+	// it; an ended job frees a slot for a pending one.
+	Ended job.Status
 }
 
 func (n *Next) add(o Next) {
 	n.Workers = append(n.Workers, o.Workers...)
 	n.Chores = append(n.Chores, o.Chores...)
-	n.Ended = n.Ended || o.Ended
+	if o.Ended != "" {
+		n.Ended = o.Ended
+	}
 }
 
 // SetOptions sets the rules the engine's transactions apply.
@@ -320,7 +322,7 @@ func (s *Store) Report(ctx context.Context, id string, results map[string][]json
 	return s.change(ctx, id, func(q *sqldb.Queries, lj *lockedJob) (Next, error) {
 		var next Next
 		for _, instance := range instances {
-			if next.Ended {
+			if next.Ended != "" {
 				// An earlier result of this post ended the job (an empty
 				// one fails it); the rest have nothing left to apply to.
 				break
@@ -733,7 +735,7 @@ func (s *Store) end(ctx context.Context, q *sqldb.Queries, lj *lockedJob, status
 		return Next{}, err
 	}
 
-	return Next{Ended: true, Chores: chores}, nil
+	return Next{Ended: status, Chores: chores}, nil
 }
 
 // stopInstance owes the platform a stop of an instance nothing tracks.

@@ -78,3 +78,18 @@ func (s *Store) HistoryJob(ctx context.Context, id string) (json.RawMessage, err
 
 	return doc, nil
 }
+
+// CountActiveJobs counts the pending and running jobs by status.
+func (s *Store) CountActiveJobs(ctx context.Context) (map[string]int, error) {
+	rows, err := s.q.CountActiveJobs(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("count jobs: %w", err)
+	}
+
+	counts := make(map[string]int, len(rows))
+	for _, r := range rows {
+		counts[r.Status] = int(r.Jobs)
+	}
+
+	return counts, nil
+}

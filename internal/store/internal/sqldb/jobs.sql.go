@@ -10,6 +10,37 @@ import (
 	"time"
 )
 
+const countActiveJobs = `-- name: CountActiveJobs :many
+SELECT status, count(*) AS jobs
+FROM jobs
+GROUP BY status
+`
+
+type CountActiveJobsRow struct {
+	Status string
+	Jobs   int64
+}
+
+func (q *Queries) CountActiveJobs(ctx context.Context) ([]CountActiveJobsRow, error) {
+	rows, err := q.db.Query(ctx, countActiveJobs)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []CountActiveJobsRow
+	for rows.Next() {
+		var i CountActiveJobsRow
+		if err := rows.Scan(&i.Status, &i.Jobs); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const endJob = `-- name: EndJob :execrows
 WITH ended AS (
     DELETE FROM jobs
