@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"
@@ -88,7 +89,7 @@ func Load(environ []string) (Config, error) {
 
 	var cfg Config
 	if err := env.ParseWithOptions(&cfg, env.Options{Environment: vars}); err != nil {
-		return Config{}, fmt.Errorf("read settings: %w", err)
+		return Config{}, nameVariables(err)
 	}
 
 	if err := cfg.validate(); err != nil {
@@ -96,6 +97,32 @@ func Load(environ []string) (Config, error) {
 	}
 
 	return cfg, nil
+}
+
+// nameVariables rewrites the errors of values that could not be read so
+// that they name the environment variable rather than the Go field.
+func nameVariables(err error) error {
+	var agg env.AggregateError
+	if !errors.As(err, &agg) {
+		return fmt.Errorf("read settings: %w", err)
+	}
+
+	errs := make([]error, len(agg.Errors))
+	for i, e := range agg.Errors {
+		errs[i] = e
+
+		var pe env.ParseError
+		if !errors.As(e, &pe) {
+			continue
+		}
+
+		if field, ok := reflect.TypeOf(Config{}).FieldByName(pe.Name); ok {
+			name, _, _ := strings.Cut(field.Tag.Get("env"), ",")
+			errs[i] = fmt.Errorf("%s: %w", name, pe.Err)
+		}
+	}
+
+	return errors.Join(errs...)
 }
 
 func (c Config) validate() error {
@@ -223,6 +250,11 @@ func (s *Seconds) UnmarshalText(b []byte) error {
 
 // LogLevel is a log level named as the original service named them.
 type LogLevel slog.Level
+
+// String names the level as slog does.
+func (l LogLevel) String() string {
+	return slog.Level(l).String()
+}
 
 // UnmarshalText reads debug, info, warning (or warn) and error, in any
 // case; critical counts as error.
