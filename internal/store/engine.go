@@ -172,6 +172,10 @@ func (s *Store) Resolved(ctx context.Context, id string, ds job.DataSource, raw 
 			return Next{}, nil
 		}
 
+		if err := lj.decode(); err != nil {
+			return Next{}, err
+		}
+
 		p, err := job.ParsePipeline(raw)
 		if err != nil {
 			return s.end(ctx, q, lj, job.StatusFailed, "pipeline "+ds.PipelineID+": "+err.Error())
@@ -416,7 +420,8 @@ func (s *Store) RunningJobs(ctx context.Context) (int, error) {
 	return int(n), nil
 }
 
-// lockedJob is an active job whose row the current transaction has locked.
+// lockedJob is an active job whose row the current transaction has
+// locked. Its document and pipeline are decoded on demand (see decode).
 type lockedJob struct {
 	row      sqldb.LockJobRow
 	doc      job.Job
@@ -424,6 +429,34 @@ type lockedJob struct {
 	// workers caches the running stage's workers once a step has read
 	// them; a step that changes a worker afterwards must not use it.
 	workers []sqldb.StageWorkersRow
+	// decoded says that doc and pipeline have been read from row.
+	decoded bool
+}
+
+// decode reads the job's document and pipeline, once per transaction.
+// Only steps that change the document need them; most steps touch a
+// worker alone, and decoding is a good part of a step's own work.
+func (lj *lockedJob) decode() error {
+	if lj.decoded {
+		return nil
+	}
+
+	if err := json.Unmarshal(lj.row.Doc, &lj.doc); err != nil {
+		return fmt.Errorf("decode job %s: %w", lj.row.ID, err)
+	}
+
+	if lj.row.Pipeline != nil {
+		p, err := job.ParsePipeline(lj.row.Pipeline)
+		if err != nil {
+			return fmt.Errorf("decode pipeline of job %s: %w", lj.row.ID, err)
+		}
+
+		lj.pipeline = p
+	}
+
+	lj.decoded = true
+
+	return nil
 }
 
 // stageWorkers returns the workers of the running stage, reading them
@@ -458,18 +491,7 @@ func (s *Store) change(ctx context.Context, id string, fn func(*sqldb.Queries, *
 			return fmt.Errorf("lock job: %w", err)
 		}
 
-		lj := &lockedJob{row: row}
-		if err := json.Unmarshal(row.Doc, &lj.doc); err != nil {
-			return fmt.Errorf("decode job %s: %w", id, err)
-		}
-
-		if row.Pipeline != nil {
-			if lj.pipeline, err = job.ParsePipeline(row.Pipeline); err != nil {
-				return fmt.Errorf("decode pipeline of job %s: %w", id, err)
-			}
-		}
-
-		next, err = fn(q, lj)
+		next, err = fn(q, &lockedJob{row: row})
 
 		return err
 	})
@@ -625,6 +647,10 @@ func (s *Store) completeStage(ctx context.Context, q *sqldb.Queries, lj *lockedJ
 		return Next{}, nil
 	}
 
+	if err := lj.decode(); err != nil {
+		return Next{}, err
+	}
+
 	stage := int(lj.row.Stage)
 	record, err := stageRecord(lj.row, workers, time.Now())
 	if err != nil {
@@ -682,6 +708,10 @@ func (s *Store) claimNextPlanned(ctx context.Context, q *sqldb.Queries, lj *lock
 // deleted; both as chores leased to the caller.
 func (s *Store) end(ctx context.Context, q *sqldb.Queries, lj *lockedJob, status job.Status,
 	reason string) (Next, error) {
+	if err := lj.decode(); err != nil {
+		return Next{}, err
+	}
+
 	var workers []sqldb.StageWorkersRow
 	if lj.row.Pipeline != nil {
 		var err error
