@@ -147,9 +147,10 @@ WHERE job_id = @job_id AND stage = @stage AND idx = @idx AND state = 'reported';
 
 -- name: SetWorkerChecked :one
 -- Records a check on a running instance and returns the failed checks in
--- a row.
+-- a row. A failed check keeps what the worker wrote, if anything.
 UPDATE workers
 SET failed_checks = CASE WHEN @alive::bool THEN 0 ELSE failed_checks + 1 END,
+    log = coalesce(sqlc.narg(log)::text, log),
     due_at = now() + make_interval(secs => @check_seconds::float8),
     lease_owner = NULL
 WHERE job_id = @job_id AND stage = @stage AND idx = @idx AND state = 'running' AND instance = @instance
@@ -178,9 +179,9 @@ ON CONFLICT (job_id, instance) DO NOTHING;
 
 -- name: InsertChores :many
 -- Owes the platform a batch of calls, leased to the caller to make at once.
-INSERT INTO chores (kind, job_id, target, due_at, lease_owner)
+INSERT INTO chores (kind, job_id, target, attempts, due_at, lease_owner)
 SELECT
-    unnest(@kinds::text[]), @job_id::text, unnest(@targets::text[]),
+    unnest(@kinds::text[]), @job_id::text, unnest(@targets::text[]), 1,
     now() + make_interval(secs => @lease_seconds::float8), @owner::text
 RETURNING id, kind, target;
 

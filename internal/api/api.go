@@ -53,21 +53,28 @@ func New(jobs Jobs, logger *slog.Logger, opts Options) *echo.Echo {
 	e.Use(middleware.Recover())
 
 	h := handlers{jobs: jobs, maxBody: opts.MaxBodyBytes}
-	e.GET("/jobs", h.listJobs)
+	get(e, "/jobs", h.listJobs)
 	e.POST("/jobs", h.submit, requireJSON)
-	e.GET("/jobs/:id", h.getJob)
-	e.POST("/jobs/:id", h.command, requireJSON)
-	e.GET("/history", h.listHistory)
-	e.GET("/history/:id", h.getHistory)
+	get(e, "/jobs/:id", h.getJob, knownID)
+	e.POST("/jobs/:id", h.command, knownID, requireJSON)
+	get(e, "/history", h.listHistory)
+	get(e, "/history/:id", h.getHistory, knownID)
 
-	e.GET("/livez", live)
-	e.GET("/healthz", live)
-	e.GET("/readyz", ready(opts.Ready, logger))
+	get(e, "/livez", live)
+	get(e, "/healthz", live)
+	get(e, "/readyz", ready(opts.Ready, logger))
 	if opts.Metrics != nil {
-		e.GET("/metrics", echo.WrapHandler(opts.Metrics))
+		get(e, "/metrics", echo.WrapHandler(opts.Metrics))
 	}
 
 	return e
+}
+
+// get routes GET and HEAD to a handler; load balancers often probe with
+// HEAD.
+func get(e *echo.Echo, path string, h echo.HandlerFunc, m ...echo.MiddlewareFunc) {
+	e.GET(path, h, m...)
+	e.HEAD(path, h, m...)
 }
 
 type handlers struct {

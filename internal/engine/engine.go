@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -219,7 +220,7 @@ func (e *Engine) claimPending(ctx context.Context) {
 	}
 
 	for _, c := range claimed {
-		e.logger.Debug("job started", slog.String("job_id", c.ID))
+		e.logger.Info("job started", slog.String("job_id", c.ID))
 		e.spawn(func(ctx context.Context) { e.resolve(ctx, c) })
 	}
 }
@@ -256,6 +257,13 @@ func (e *Engine) follow(next store.Next) {
 	}
 
 	if next.Ended != "" {
+		level := slog.LevelInfo
+		if next.Ended == job.StatusFailed {
+			level = slog.LevelWarn
+		}
+
+		e.logger.Log(context.Background(), level, "job ended", slog.String("job_id", next.EndedJob),
+			slog.String("status", string(next.Ended)), slog.String("reason", next.Reason))
 		e.opts.Metrics.JobEnded(string(next.Ended))
 		e.Kick()
 	}
@@ -307,7 +315,7 @@ func (e *Engine) resolveJob(ctx context.Context, id, dsID string) (store.Next, e
 	}
 
 	if err != nil {
-		return e.store.Fail(ctx, id, err.Error())
+		return e.store.FailResolving(ctx, id, ds, err.Error())
 	}
 
 	return e.store.Resolved(ctx, id, ds, pipeline)
@@ -350,7 +358,13 @@ func (e *Engine) workerStep(ctx context.Context, t store.WorkerTask) {
 			log.Warn("check worker", slog.String("err", checkErr.Error()))
 		}
 
-		next, err = e.store.WorkerChecked(ctx, t, alive)
+		var text string
+		if !alive {
+			// A worker that quit without a result may have said why.
+			text, _ = e.launcher.Log(ctx, t.Instance)
+		}
+
+		next, err = e.store.WorkerChecked(ctx, t, alive, cleanLog(text))
 	case "reported":
 		next, err = e.store.WorkerRemoved(ctx, t, e.remove(ctx, log, t.Instance))
 	default:
@@ -386,7 +400,21 @@ func (e *Engine) remove(ctx context.Context, log *slog.Logger, instance string) 
 		log.Warn("remove worker", slog.String("err", err.Error()))
 	}
 
-	return text
+	return cleanLog(text)
+}
+
+// maxLog is the most of a worker's log a stage keeps: the end of it,
+// where errors usually are.
+const maxLog = 1 << 20
+
+// cleanLog makes a worker's log storable as text: NUL characters out,
+// bytes that are not UTF-8 replaced, and only the last maxLog bytes kept.
+func cleanLog(text string) string {
+	if len(text) > maxLog {
+		text = text[len(text)-maxLog:]
+	}
+
+	return strings.ToValidUTF8(strings.ReplaceAll(text, "\x00", ""), "\uFFFD")
 }
 
 // chores carries out calls owed after jobs ended, then forgets in one

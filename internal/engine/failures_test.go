@@ -158,3 +158,20 @@ func TestRefusedWorkerStartFailsTheJob(t *testing.T) {
 	assert.Empty(t, doc.Stages["1"].Outputs)
 	assert.Len(t, s.platform.Instances(), 1, "only the first stage's worker ever ran")
 }
+
+func TestWorkerLogsAreKeptAsValidText(t *testing.T) {
+	t.Parallel()
+	s := setup(t, platformtest.ExampleWorkers, options{})
+	s.platform.AddDataSource("ds", "p")
+	s.platform.SetPipeline("p", platformtest.ExamplePipeline())
+	s.platform.Log = func(*platformtest.Instance) string {
+		return "hello\x00world \xff\xfe latin1:\xe9 done\n"
+	}
+
+	start := time.Now()
+	doc := s.ended(s.submit("ds", "h", "upload.xlsx"))
+
+	require.Equal(t, job.StatusFinished, doc.Status, doc.Reason)
+	assert.Equal(t, "helloworld \uFFFD latin1:\uFFFD done\n", doc.Stages["0"].Log)
+	assert.Less(t, time.Since(start), 10*time.Second, "no step waited for a lease to run out")
+}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -45,10 +46,19 @@ func ParseNewJob(body []byte) (NewJob, error) {
 		if err := json.Unmarshal(raw, f.dst); err != nil || *f.dst == "" {
 			return NewJob{}, fmt.Errorf("%w: %s must be a non-empty string", ErrInvalid, f.name)
 		}
+
+		if strings.ContainsRune(*f.dst, 0) {
+			return NewJob{}, fmt.Errorf("%w: %s must not contain NUL characters", ErrInvalid, f.name)
+		}
 	}
 
 	return req, nil
 }
+
+// MaxResultsPerPost bounds the results one post may carry. A post holds
+// the results of one stage's workers at most, and each is applied with
+// the job locked.
+const MaxResultsPerPost = 1000
 
 // Command is a client's request about an active job: either an abort or
 // results from workers.
@@ -68,6 +78,11 @@ func ParseCommand(body []byte) (Command, error) {
 		return Command{}, err
 	}
 
+	// Results are kept as they were sent.
+	if err := checkStorable(body); err != nil {
+		return Command{}, err
+	}
+
 	if raw, ok := fields["status"]; ok && len(fields) == 1 {
 		var status string
 		if err := json.Unmarshal(raw, &status); err != nil || Status(status) != StatusAborted {
@@ -79,6 +94,11 @@ func ParseCommand(body []byte) (Command, error) {
 
 	if len(fields) == 0 {
 		return Command{}, fmt.Errorf("%w: no results", ErrInvalid)
+	}
+
+	if len(fields) > MaxResultsPerPost {
+		return Command{}, fmt.Errorf("%w: %d results in one post; at most %d",
+			ErrInvalid, len(fields), MaxResultsPerPost)
 	}
 
 	results := make(map[string][]json.RawMessage, len(fields))
@@ -121,8 +141,8 @@ func parseOutputs(raw json.RawMessage) ([]json.RawMessage, error) {
 	}
 }
 
-// parseObject checks that body is one JSON object that the database can
-// store as it is, and returns its fields undecoded.
+// parseObject checks that body is one JSON object and returns its fields
+// undecoded.
 func parseObject(body []byte) (map[string]json.RawMessage, error) {
 	if !utf8.Valid(body) {
 		return nil, fmt.Errorf("%w: body is not valid UTF-8", ErrInvalid)
@@ -137,12 +157,17 @@ func parseObject(body []byte) (map[string]json.RawMessage, error) {
 		return nil, fmt.Errorf("%w: body is not valid JSON", ErrInvalid)
 	}
 
+	return fields, nil
+}
+
+// checkStorable checks that PostgreSQL can keep a valid JSON text as JSONB
+// as it is.
+func checkStorable(body []byte) error {
 	if !storable(body) {
-		return nil, fmt.Errorf("%w: strings must not contain NUL characters or lone surrogates",
-			ErrInvalid)
+		return fmt.Errorf("%w: strings must not contain NUL characters or lone surrogates", ErrInvalid)
 	}
 
-	return fields, nil
+	return numbersFit(body)
 }
 
 // storable reports whether PostgreSQL can store a valid JSON text as
@@ -181,6 +206,55 @@ func storable(body []byte) bool {
 	}
 
 	return true
+}
+
+// PostgreSQL's numeric type, which JSONB stores numbers in, holds at most
+// this many digits before and after the decimal point.
+const (
+	maxIntegerDigits  = 131072
+	maxFractionDigits = 16383
+)
+
+// numbersFit checks that every number in a valid JSON text fits
+// PostgreSQL's numeric type. It only reads texts that have an exponent or
+// a long run of digits, the only ways to exceed it.
+func numbersFit(body []byte) error {
+	if !bytes.ContainsAny(body, "eE") && len(body) < maxFractionDigits {
+		return nil
+	}
+
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil // the end; the text was checked to be valid before
+		}
+
+		if n, ok := tok.(json.Number); ok && !numberFits(string(n)) {
+			return fmt.Errorf("%w: number %.20s… is too large or too precise to keep", ErrInvalid, n)
+		}
+	}
+}
+
+func numberFits(n string) bool {
+	mantissa, exp := strings.TrimPrefix(n, "-"), 0
+	if i := strings.IndexAny(mantissa, "eE"); i >= 0 {
+		e, err := strconv.Atoi(mantissa[i+1:])
+		if err != nil {
+			return false
+		}
+
+		mantissa, exp = mantissa[:i], e
+	}
+
+	whole, frac, _ := strings.Cut(mantissa, ".")
+	whole = strings.TrimLeft(whole, "0")
+
+	before := len(whole) + exp
+	after := len(frac) - exp
+
+	return before <= maxIntegerDigits && after <= maxFractionDigits
 }
 
 // hex4 reads the four hex digits of a \u escape in valid JSON.

@@ -2,6 +2,8 @@ package job_test
 
 import (
 	"encoding/json"
+	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -350,4 +352,37 @@ func TestParseCommandAcceptsSurrogatePairEscapes(t *testing.T) {
 
 	require.NoError(t, err)
 	assert.Equal(t, `{"a":"\ud83d\ude00"}`, string(got.Results["inst-1"][0]))
+}
+
+func TestParseCommandRefusesNumbersPostgreSQLCannotKeep(t *testing.T) {
+	t.Parallel()
+
+	for _, n := range []string{"1e999999", "1e131072", "-1e200000", "1e-16384", "0.5e-16383",
+		"1e99999999999999999999", strings.Repeat("9", 131073)} {
+		_, err := job.ParseCommand([]byte(`{"i":[{"v":` + n + `}]}`))
+		assert.ErrorIs(t, err, job.ErrInvalid, "%.30s", n)
+	}
+
+	for _, n := range []string{"1e131071", "1e-16383", "1e400", "123726", "-0.5e3",
+		"1234567890123456789", strings.Repeat("9", 20000)} {
+		_, err := job.ParseCommand([]byte(`{"i":[{"v":` + n + `}]}`))
+		assert.NoError(t, err, "%.30s", n)
+	}
+}
+
+func TestParseCommandBoundsTheResultsOfOnePost(t *testing.T) {
+	t.Parallel()
+
+	var b strings.Builder
+	b.WriteString("{")
+	for i := range job.MaxResultsPerPost + 1 {
+		if i > 0 {
+			b.WriteString(",")
+		}
+		fmt.Fprintf(&b, `"i%d":{"v":1}`, i)
+	}
+	b.WriteString("}")
+
+	_, err := job.ParseCommand([]byte(b.String()))
+	assert.ErrorIs(t, err, job.ErrInvalid)
 }

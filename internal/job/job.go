@@ -44,6 +44,23 @@ func ID(dsID, hash string) string {
 	return base64.RawURLEncoding.EncodeToString(sum[:])
 }
 
+// ValidID reports whether id has the form of a job id: 22 characters of
+// URL-safe base64.
+func ValidID(id string) bool {
+	if len(id) != 22 {
+		return false
+	}
+
+	for _, r := range id {
+		ok := r == '-' || r == '_' || (r >= '0' && r <= '9') || (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z')
+		if !ok {
+			return false
+		}
+	}
+
+	return true
+}
+
 // timeLayout is how every timestamp of a document is written: UTC with
 // microseconds and a trailing Z, as the original service wrote them.
 const timeLayout = "2006-01-02T15:04:05.000000Z"

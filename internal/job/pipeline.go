@@ -12,7 +12,7 @@ import (
 
 // ErrBadPipeline means a data source or pipeline from a registry cannot be
 // run as it is. The job that needs it fails; the service goes on.
-var ErrBadPipeline = errors.New("bad pipeline")
+var ErrBadPipeline = errors.New("cannot run")
 
 // Input types of a worker.
 const (
@@ -34,11 +34,11 @@ type DataSource struct {
 func ParseDataSource(body []byte) (DataSource, error) {
 	var ds DataSource
 	if err := json.Unmarshal(body, &ds); err != nil {
-		return DataSource{}, fmt.Errorf("%w: data source: %w", ErrBadPipeline, err)
+		return DataSource{}, fmt.Errorf("%w: malformed answer: %w", ErrBadPipeline, err)
 	}
 
 	if ds.PipelineID == "" {
-		return DataSource{}, fmt.Errorf("%w: data source has no pipeline_id", ErrBadPipeline)
+		return DataSource{}, fmt.Errorf("%w: the answer names no pipeline_id", ErrBadPipeline)
 	}
 
 	return ds, nil

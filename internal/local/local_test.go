@@ -209,6 +209,7 @@ func TestAWorkerThatQuitsWithoutResultFailsTheJob(t *testing.T) {
 
 	assert.Equal(t, job.StatusFailed, doc.Status)
 	assert.Contains(t, doc.Reason, "stopped without results")
+	assert.Contains(t, doc.Stages["0"].Log, "giving up", "what the worker wrote is kept")
 }
 
 func TestAbortKillsTheWorkersWholeProcessGroup(t *testing.T) {

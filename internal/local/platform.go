@@ -83,7 +83,12 @@ func (r *Registry) DataSource(_ context.Context, dsID string) (job.DataSource, e
 		return job.DataSource{}, fmt.Errorf("data source %s: not in the platform file", dsID)
 	}
 
-	return job.ParseDataSource(raw)
+	ds, err := job.ParseDataSource(raw)
+	if err != nil {
+		return job.DataSource{}, fmt.Errorf("data source %s: %w", dsID, err)
+	}
+
+	return ds, nil
 }
 
 // Pipeline looks up a pipeline.

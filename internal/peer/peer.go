@@ -51,17 +51,22 @@ func NewRegistries(client *http.Client, dataSources, pipelines string) *Registri
 
 // DataSource looks up a data source by its id.
 func (r *Registries) DataSource(ctx context.Context, dsID string) (job.DataSource, error) {
-	body, err := call(ctx, r.client, http.MethodGet, r.dataSources+"/"+url.PathEscape(dsID), nil)
+	body, err := call(ctx, r.client, http.MethodGet, r.dataSources+"/"+segment(dsID), nil)
 	if err != nil {
 		return job.DataSource{}, fmt.Errorf("get data source %s: %w", dsID, err)
 	}
 
-	return job.ParseDataSource(body)
+	ds, err := job.ParseDataSource(body)
+	if err != nil {
+		return job.DataSource{}, fmt.Errorf("data source %s: %w", dsID, err)
+	}
+
+	return ds, nil
 }
 
 // Pipeline fetches a pipeline by its id, as the registry wrote it.
 func (r *Registries) Pipeline(ctx context.Context, id string) (json.RawMessage, error) {
-	body, err := call(ctx, r.client, http.MethodGet, r.pipelinesURL+"/"+url.PathEscape(id), nil)
+	body, err := call(ctx, r.client, http.MethodGet, r.pipelinesURL+"/"+segment(id), nil)
 	if err != nil {
 		return nil, fmt.Errorf("get pipeline %s: %w", id, err)
 	}
@@ -157,7 +162,19 @@ func (d *Deployments) Remove(ctx context.Context, instance string) error {
 }
 
 func (d *Deployments) instanceURL(instance string) string {
-	return d.url + "/" + url.PathEscape(instance)
+	return d.url + "/" + segment(instance)
+}
+
+// segment escapes an id as one path segment. Dots are escaped too when
+// they make up the whole segment, so that "." and ".." name no other
+// resource.
+func segment(id string) string {
+	escaped := url.PathEscape(id)
+	if escaped == "." || escaped == ".." {
+		return strings.ReplaceAll(escaped, ".", "%2E")
+	}
+
+	return escaped
 }
 
 // call makes one request and returns the body of a 2xx answer.

@@ -97,6 +97,9 @@ type Platform struct {
 	// Callback, when set, rewrites the URL a worker posts its result to,
 	// for example to pick one of several replicas.
 	Callback func(url string) string
+	// Log, when set, gives the log the deployment manager serves for an
+	// instance.
+	Log func(inst *Instance) string
 	// OnReport, when set, is told of every result post: the status of its
 	// answer (0 for none), when it was sent and when it was answered.
 	OnReport func(inst *Instance, status int, sent, answered time.Time)
@@ -399,6 +402,11 @@ func (p *Platform) log(w http.ResponseWriter, id string) {
 	inst := p.instance(id)
 	if inst == nil {
 		http.NotFound(w, nil)
+		return
+	}
+
+	if p.Log != nil {
+		_, _ = io.WriteString(w, p.Log(inst))
 		return
 	}
 

@@ -68,13 +68,15 @@ type Next struct {
 	// Ended is the final status the transaction gave its job, if it ended
 	// it; an ended job frees a slot for a pending one.
 	Ended job.Status
+	// EndedJob is the id of that job, and Reason why it failed.
+	EndedJob, Reason string
 }
 
 func (n *Next) add(o Next) {
 	n.Workers = append(n.Workers, o.Workers...)
 	n.Chores = append(n.Chores, o.Chores...)
 	if o.Ended != "" {
-		n.Ended = o.Ended
+		n.Ended, n.EndedJob, n.Reason = o.Ended, o.EndedJob, o.Reason
 	}
 }
 
@@ -224,6 +226,24 @@ func (s *Store) Fail(ctx context.Context, id, reason string) (Next, error) {
 	return next, ignoreEnded(err)
 }
 
+// FailResolving fails a running job whose pipeline could not be had,
+// keeping what its data source said.
+func (s *Store) FailResolving(ctx context.Context, id string, ds job.DataSource, reason string) (Next, error) {
+	next, err := s.change(ctx, id, func(q *sqldb.Queries, lj *lockedJob) (Next, error) {
+		if err := lj.decode(); err != nil {
+			return Next{}, err
+		}
+
+		lj.doc.PipelineID = &ds.PipelineID
+		lj.doc.DsPlatformID = &ds.PlatformID
+		lj.doc.DsPlatformTypeID = &ds.PlatformTypeID
+
+		return s.end(ctx, q, lj, job.StatusFailed, reason)
+	})
+
+	return next, ignoreEnded(err)
+}
+
 // Abort ends a pending or running job as aborted. It returns
 // job.ErrNotFound for an unknown id and job.ErrConflict for a job that has
 // ended.
@@ -286,13 +306,19 @@ func (s *Store) startFailed(ctx context.Context, q *sqldb.Queries, lj *lockedJob
 		fmt.Sprintf("start worker %d of stage %d: %v", t.Idx, t.Stage, startErr))
 }
 
-// WorkerChecked records the outcome of a check on a running worker. The
-// second failed check in a row fails the job.
-func (s *Store) WorkerChecked(ctx context.Context, t WorkerTask, alive bool) (Next, error) {
+// WorkerChecked records the outcome of a check on a running worker, with
+// what a worker that failed the check wrote, if anything. The second
+// failed check in a row fails the job.
+func (s *Store) WorkerChecked(ctx context.Context, t WorkerTask, alive bool, log string) (Next, error) {
+	var logged *string
+	if log != "" {
+		logged = &log
+	}
+
 	next, err := s.change(ctx, t.JobID, func(q *sqldb.Queries, lj *lockedJob) (Next, error) {
 		failed, err := q.SetWorkerChecked(ctx, sqldb.SetWorkerCheckedParams{
 			JobID: t.JobID, Stage: int32(t.Stage), Idx: int32(t.Idx), Instance: &t.Instance,
-			Alive: alive, CheckSeconds: s.opts.Check.Seconds(),
+			Alive: alive, CheckSeconds: s.opts.Check.Seconds(), Log: logged,
 		})
 		if errors.Is(err, pgx.ErrNoRows) {
 			return Next{}, nil // the worker reported, or the job moved on
@@ -765,7 +791,7 @@ func (s *Store) end(ctx context.Context, q *sqldb.Queries, lj *lockedJob, status
 		return Next{}, err
 	}
 
-	return Next{Ended: status, Chores: chores}, nil
+	return Next{Ended: status, EndedJob: lj.row.ID, Reason: reason, Chores: chores}, nil
 }
 
 // stopInstance owes the platform a stop of an instance nothing tracks.

@@ -326,9 +326,9 @@ func (q *Queries) GetWorker(ctx context.Context, arg GetWorkerParams) (GetWorker
 }
 
 const insertChores = `-- name: InsertChores :many
-INSERT INTO chores (kind, job_id, target, due_at, lease_owner)
+INSERT INTO chores (kind, job_id, target, attempts, due_at, lease_owner)
 SELECT
-    unnest($1::text[]), $2::text, unnest($3::text[]),
+    unnest($1::text[]), $2::text, unnest($3::text[]), 1,
     now() + make_interval(secs => $4::float8), $5::text
 RETURNING id, kind, target
 `
@@ -589,14 +589,16 @@ func (q *Queries) SetJobStage(ctx context.Context, arg SetJobStageParams) error 
 const setWorkerChecked = `-- name: SetWorkerChecked :one
 UPDATE workers
 SET failed_checks = CASE WHEN $1::bool THEN 0 ELSE failed_checks + 1 END,
-    due_at = now() + make_interval(secs => $2::float8),
+    log = coalesce($2::text, log),
+    due_at = now() + make_interval(secs => $3::float8),
     lease_owner = NULL
-WHERE job_id = $3 AND stage = $4 AND idx = $5 AND state = 'running' AND instance = $6
+WHERE job_id = $4 AND stage = $5 AND idx = $6 AND state = 'running' AND instance = $7
 RETURNING failed_checks
 `
 
 type SetWorkerCheckedParams struct {
 	Alive        bool
+	Log          *string
 	CheckSeconds float64
 	JobID        string
 	Stage        int32
@@ -605,10 +607,11 @@ type SetWorkerCheckedParams struct {
 }
 
 // Records a check on a running instance and returns the failed checks in
-// a row.
+// a row. A failed check keeps what the worker wrote, if anything.
 func (q *Queries) SetWorkerChecked(ctx context.Context, arg SetWorkerCheckedParams) (int32, error) {
 	row := q.db.QueryRow(ctx, setWorkerChecked,
 		arg.Alive,
+		arg.Log,
 		arg.CheckSeconds,
 		arg.JobID,
 		arg.Stage,
