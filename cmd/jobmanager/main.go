@@ -66,22 +66,67 @@ func run(ctx context.Context, args, environ []string, out io.Writer) error {
 	logger := slog.New(slog.NewJSONHandler(out, &slog.HandlerOptions{Level: slog.Level(cfg.LogLevel)}))
 	logger.LogAttrs(ctx, slog.LevelInfo, "settings", cfg.LogAttrs()...)
 
-	pool, err := pgxpool.New(ctx, cfg.DatabaseURL)
+	if command == "migrate" {
+		return migrate(ctx, cfg, logger)
+	}
+
+	// What can fail without the database fails before it is touched.
+	replica := replicaName()
+	logger = logger.With(slog.String("replica", replica))
+
+	registry, launcher, closePlatform, err := platform(cfg, replica)
 	if err != nil {
-		return fmt.Errorf("connect to database: %w", err)
+		return err
+	}
+	defer closePlatform()
+
+	if _, err := os.Stat(cfg.DataCachePath); err != nil {
+		logger.Warn("data cache cannot be read; output files of ended jobs will not be deleted",
+			slog.String("err", err.Error()))
+	}
+
+	listener, err := net.Listen("tcp", cfg.ListenAddr)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	defer listener.Close()
+
+	pool, err := connect(ctx, cfg, logger)
+	if err != nil {
+		return err
 	}
 	defer pool.Close()
 
-	if err := store.Migrate(ctx, pool); err != nil {
+	return serve(ctx, cfg, pool, logger, replica, registry, launcher, listener)
+}
+
+// migrate applies the migrations and exits.
+func migrate(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
+	pool, err := connect(ctx, cfg, logger)
+	if err != nil {
 		return err
 	}
 
-	logger.Info("migrations applied")
-	if command == "migrate" {
-		return nil
+	pool.Close()
+
+	return nil
+}
+
+// connect opens the connection pool and brings the schema up to date.
+func connect(ctx context.Context, cfg config.Config, logger *slog.Logger) (*pgxpool.Pool, error) {
+	pool, err := pgxpool.New(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return nil, fmt.Errorf("connect to database: %w", err)
 	}
 
-	return serve(ctx, cfg, pool, logger)
+	if err := store.Migrate(ctx, pool); err != nil {
+		pool.Close()
+		return nil, err
+	}
+
+	logger.Info("migrations applied")
+
+	return pool, nil
 }
 
 // platform builds the registry and the launcher the settings choose: the
@@ -122,8 +167,8 @@ func platform(cfg config.Config, replica string) (engine.Registry, engine.Launch
 
 // serve runs the API and the engine until ctx ends, then stops both
 // within the shutdown timeout.
-func serve(ctx context.Context, cfg config.Config, pool *pgxpool.Pool, logger *slog.Logger) error {
-	replica := replicaName()
+func serve(ctx context.Context, cfg config.Config, pool *pgxpool.Pool, logger *slog.Logger,
+	replica string, registry engine.Registry, launcher engine.Launcher, listener net.Listener) error {
 	st := store.New(pool)
 	st.SetOptions(store.Options{
 		Lease:        cfg.Lease,
@@ -136,13 +181,6 @@ func serve(ctx context.Context, cfg config.Config, pool *pgxpool.Pool, logger *s
 		KeepFiles: cfg.KeepOutputFiles,
 		Owner:     replica,
 	})
-
-	logger = logger.With(slog.String("replica", replica))
-	registry, launcher, closePlatform, err := platform(cfg, replica)
-	if err != nil {
-		return err
-	}
-	defer closePlatform()
 
 	meters := metrics.New(st.CountActiveJobs, logger)
 	eng := engine.New(st, registry, launcher, logger, engine.Options{
@@ -168,11 +206,6 @@ func serve(ctx context.Context, cfg config.Config, pool *pgxpool.Pool, logger *s
 
 	if cfg.DebugAddr != "" {
 		go serveDebug(cfg.DebugAddr, logger)
-	}
-
-	listener, err := net.Listen("tcp", cfg.ListenAddr)
-	if err != nil {
-		return fmt.Errorf("listen: %w", err)
 	}
 
 	logger.Info("serving", slog.String("addr", listener.Addr().String()))
@@ -228,10 +261,9 @@ func shutdown(cfg config.Config, logger *slog.Logger, server *http.Server, eng *
 }
 
 // readiness reports whether the replica can serve: not stopping, the
-// database answering within a second, and the schema up to date.
+// database answering within a second, and the schema up to date, which
+// is checked each time: a database can be restored or replaced.
 func readiness(pool *pgxpool.Pool, stopping *atomic.Bool) func(context.Context) error {
-	var migrated atomic.Bool
-
 	return func(ctx context.Context) error {
 		if stopping.Load() {
 			return errors.New("shutting down")
@@ -244,10 +276,6 @@ func readiness(pool *pgxpool.Pool, stopping *atomic.Bool) func(context.Context) 
 			return fmt.Errorf("database: %w", err)
 		}
 
-		if migrated.Load() {
-			return nil
-		}
-
 		ok, err := store.Migrated(ctx, pool)
 		if err != nil {
 			return err
@@ -256,8 +284,6 @@ func readiness(pool *pgxpool.Pool, stopping *atomic.Bool) func(context.Context) 
 		if !ok {
 			return errors.New("migrations pending")
 		}
-
-		migrated.Store(true)
 
 		return nil
 	}

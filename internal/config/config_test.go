@@ -79,11 +79,14 @@ func TestBadSettingsFailNamingTheSetting(t *testing.T) {
 func TestTheDatabasePasswordIsMaskedInTheLog(t *testing.T) {
 	t.Parallel()
 
-	cfg, err := config.Load([]string{dbURL})
-	require.NoError(t, err)
+	for _, url := range []string{dbURL, "DATABASE_URL=postgres://db/jm?sslmode=disable&password=secret",
+		"DATABASE_URL=host=db password=secret"} {
+		cfg, err := config.Load([]string{url})
+		require.NoError(t, err)
 
-	for _, a := range cfg.LogAttrs() {
-		assert.NotContains(t, a.Value.String(), "secret", a.Key)
+		for _, a := range cfg.LogAttrs() {
+			assert.NotContains(t, a.Value.String(), "secret", a.Key)
+		}
 	}
 }
 
