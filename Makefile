@@ -25,12 +25,14 @@ run: build
 	  export JOBMANAGER_PLATFORM_FILE="$${JOBMANAGER_PLATFORM_FILE:-examples/platform.json}"; \
 	  export JOBMANAGER_KEEP_OUTPUT_FILES="$${JOBMANAGER_KEEP_OUTPUT_FILES:-true}"; \
 	  export CONF_DATACACHE_PATH="$${CONF_DATACACHE_PATH:-$(CACHE)}"; \
-	  export CONF_WORKERCALLBACK_URL="$${CONF_WORKERCALLBACK_URL:-http://$$JOBMANAGER_LISTEN_ADDR}"; \
+	  export CONF_WORKERCALLBACK_URL="$${CONF_WORKERCALLBACK_URL:-http://127.0.0.1:$${JOBMANAGER_LISTEN_ADDR##*:}}"; \
 	  export CONF_JOBS_CHECK="$${CONF_JOBS_CHECK:-1}"; \
+	  host="$${JOBMANAGER_LISTEN_ADDR%:*}"; port="$${JOBMANAGER_LISTEN_ADDR##*:}"; \
+	  url="http://$${host:-127.0.0.1}:$$port"; \
 	  echo; \
-	  echo "jobmanager: serving on http://$$JOBMANAGER_LISTEN_ADDR; submit the sample with:"; \
+	  echo "jobmanager: starting on $$url; once it logs \"serving\", submit the sample with:"; \
 	  echo; \
-	  echo "  curl -H 'Content-Type: application/json' -d '{\"hash\":\"sample-1\",\"ds_id\":\"energy-demo\",\"file_name\":\"energy.xlsx\"}' http://$$JOBMANAGER_LISTEN_ADDR/jobs"; \
+	  echo "  curl -H 'Content-Type: application/json' -d '{\"hash\":\"sample-1\",\"ds_id\":\"energy-demo\",\"file_name\":\"energy.xlsx\"}' $$url/jobs"; \
 	  echo; \
 	  exec ./bin/jobmanager
 

@@ -1,8 +1,11 @@
 // Package worker holds what the example workers share: the worker
 // contract. A worker finds its configs and inputs in environment
 // variables, its files under DATA_CACHE_PATH (default /data_cache), and
-// posts its result, keyed by DEP_INSTANCE, to the URL in
-// JOB_CALLBACK_URL.
+// posts its result, keyed by DEP_INSTANCE, to the URL in JOB_CALLBACK_URL
+// (or in the variable CALLBACK_ENV_VAR names, for a job manager whose
+// CONF_WORKERCALLBACK_ENV_VAR is not the default). The config
+// delay_seconds makes a worker wait that long before it starts, which
+// leaves time to watch a job run, or to abort it.
 package worker
 
 import (
@@ -16,6 +19,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 )
 
@@ -69,20 +73,30 @@ func run(work func(Env) ([]Output, error)) error {
 		return fmt.Errorf("JOB_CALLBACK_URL and DEP_INSTANCE must be set")
 	}
 
+	if delay := env.Get("delay_seconds", ""); delay != "" {
+		seconds, err := strconv.ParseFloat(delay, 64)
+		if err != nil {
+			return fmt.Errorf("delay_seconds: %w", err)
+		}
+
+		fmt.Printf("waiting %gs as configured\n", seconds)
+		time.Sleep(time.Duration(seconds * float64(time.Second)))
+	}
+
 	outputs, err := work(env)
 	if err != nil {
 		return err
 	}
 
 	for _, o := range outputs {
-		fmt.Println("output:", mustJSON(o))
+		fmt.Println("output:", string(mustJSON(o)))
 	}
 
 	return post(callback, mustJSON(map[string][]Output{instance: outputs}))
 }
 
 // post delivers the result, trying again for a while if the job manager
-// cannot be reached.
+// cannot be reached or fails.
 func post(url string, body []byte) error {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -113,15 +127,18 @@ func postOnce(ctx context.Context, url string, body []byte) error {
 	defer resp.Body.Close()
 
 	answer, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-	if resp.StatusCode != http.StatusOK {
-		// The job manager refused the result for good (the job ended, or
-		// the result was malformed): retrying would not help.
+	switch {
+	case resp.StatusCode == http.StatusOK:
+		fmt.Printf("result posted: %s\n", answer)
+		return nil
+	case resp.StatusCode >= 500:
+		return fmt.Errorf("job manager answered %d: %s", resp.StatusCode, answer)
+	default:
+		// The job ended, or the result was malformed: retrying would not
+		// help.
+		fmt.Fprintf(os.Stderr, "result refused with %d: %s\n", resp.StatusCode, answer)
 		return nil
 	}
-
-	fmt.Printf("result posted: %s\n", answer)
-
-	return nil
 }
 
 func mustJSON(v any) []byte {
