@@ -64,6 +64,8 @@ type phase struct {
 	endToEnd  []time.Duration
 	xacts     int64
 	cpu       time.Duration
+	pgCPU     time.Duration
+	selfCPU   time.Duration
 	errors    int64
 }
 
@@ -247,6 +249,8 @@ func finish(ctx context.Context, ph *phase, start mark, ids []string, mon *monit
 
 	ph.xacts = end.xacts - start.xacts - mon.ownXacts(start, end)
 	ph.cpu = end.cpu - start.cpu
+	ph.pgCPU = end.pgCPU - start.pgCPU
+	ph.selfCPU = end.selfCPU - start.selfCPU
 	ph.errors += rec.failures.Swap(0)
 
 	want := map[string]bool{}
@@ -335,12 +339,13 @@ func submit(base, hash string) (string, time.Duration, error) {
 
 // mark is a reading of the counters a phase compares.
 type mark struct {
-	at     time.Time
-	ended  int
-	xacts  int64
-	cpu    time.Duration
-	polls  int64
-	probes int64
+	at      time.Time
+	ended   int
+	xacts   int64
+	cpu     time.Duration
+	pgCPU   time.Duration
+	selfCPU time.Duration
+	polls   int64
 }
 
 // monitor watches the database on a connection of its own. Its own
@@ -439,7 +444,10 @@ func (m *monitor) read(ctx context.Context, replicas []*replica) (mark, error) {
 		cpu += cpuTime(r.cmd.Process.Pid)
 	}
 
-	return mark{at: time.Now(), ended: ended, xacts: xacts, cpu: cpu, polls: m.polls}, nil
+	return mark{
+		at: time.Now(), ended: ended, xacts: xacts, cpu: cpu, polls: m.polls,
+		pgCPU: postgresCPU(), selfCPU: cpuTime(os.Getpid()),
+	}, nil
 }
 
 // ownXacts counts the monitor's transactions on the measured database
@@ -488,6 +496,30 @@ func cpuTime(pid int) time.Duration {
 	const ticksPerSecond = 100 // USER_HZ on Linux
 
 	return time.Duration(utime+stime) * time.Second / ticksPerSecond
+}
+
+// postgresCPU adds up the CPU time of every PostgreSQL process on this
+// machine: the server's share of the work, when nothing else uses it.
+func postgresCPU() time.Duration {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0
+	}
+
+	var total time.Duration
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+
+		comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+		if err == nil && strings.TrimSpace(string(comm)) == "postgres" {
+			total += cpuTime(pid)
+		}
+	}
+
+	return total
 }
 
 // peakRSS returns the largest peak resident set of the replicas, in bytes.
@@ -611,6 +643,12 @@ func print(w io.Writer, s settings, phases []*phase, tps float64, rss int64) {
 	})
 	row("replica CPU seconds per 1,000 jobs", func(p *phase) string {
 		return fmt.Sprintf("%.1f", p.cpu.Seconds()*1000/float64(p.jobs))
+	})
+	row("PostgreSQL CPU seconds per 1,000 jobs", func(p *phase) string {
+		return fmt.Sprintf("%.1f", p.pgCPU.Seconds()*1000/float64(p.jobs))
+	})
+	row("load generator and fake platform CPU seconds per 1,000 jobs", func(p *phase) string {
+		return fmt.Sprintf("%.1f", p.selfCPU.Seconds()*1000/float64(p.jobs))
 	})
 	row("service tx/s : pgbench TPS", func(p *phase) string {
 		return fmt.Sprintf("%.2f", float64(p.xacts)/p.elapsed.Seconds()/tps)

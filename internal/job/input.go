@@ -216,25 +216,32 @@ const (
 )
 
 // numbersFit checks that every number in a valid JSON text fits
-// PostgreSQL's numeric type. It only reads texts that have an exponent or
-// a long run of digits, the only ways to exceed it.
+// PostgreSQL's numeric type. It scans the text rather than decoding it:
+// results are checked on every post.
 func numbersFit(body []byte) error {
-	if !bytes.ContainsAny(body, "eE") && len(body) < maxFractionDigits {
-		return nil
+	inString := false
+	for i := 0; i < len(body); i++ {
+		c := body[i]
+		switch {
+		case inString && c == '\\':
+			i++ // skip the escaped character
+		case c == '"':
+			inString = !inString
+		case !inString && (c == '-' || (c >= '0' && c <= '9')):
+			j := i
+			for j < len(body) && strings.IndexByte("+-.0123456789eE", body[j]) >= 0 {
+				j++
+			}
+
+			if n := string(body[i:j]); !numberFits(n) {
+				return fmt.Errorf("%w: number %.20s… is too large or too precise to keep", ErrInvalid, n)
+			}
+
+			i = j - 1
+		}
 	}
 
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.UseNumber()
-	for {
-		tok, err := dec.Token()
-		if err != nil {
-			return nil // the end; the text was checked to be valid before
-		}
-
-		if n, ok := tok.(json.Number); ok && !numberFits(string(n)) {
-			return fmt.Errorf("%w: number %.20s… is too large or too precise to keep", ErrInvalid, n)
-		}
-	}
+	return nil
 }
 
 func numberFits(n string) bool {
