@@ -67,6 +67,29 @@ type phase struct {
 	pgCPU     time.Duration
 	selfCPU   time.Duration
 	errors    int64
+
+	mu  sync.Mutex
+	ids []string
+}
+
+// submit submits job i of the phase in the background.
+func (ph *phase) submit(wg *sync.WaitGroup, base, hash string, i int) {
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		id, took, err := submit(base, hash)
+
+		ph.mu.Lock()
+		defer ph.mu.Unlock()
+
+		if err != nil {
+			ph.errors++
+			return
+		}
+
+		ph.ids[i] = id
+		ph.submits = append(ph.submits, took)
+	}()
 }
 
 func run(ctx context.Context, s settings) error {
@@ -152,38 +175,21 @@ func run(ctx context.Context, s settings) error {
 // closedLoop keeps `inFlight` jobs in flight until n jobs have ended.
 func closedLoop(ctx context.Context, name string, n, inFlight int, rr *roundRobin, mon *monitor,
 	rec *recorder, p *platformtest.Platform, replicas []*replica) (*phase, error) {
-	ph := &phase{name: name, jobs: n}
+	ph := &phase{name: name, jobs: n, ids: make([]string, n)}
 	start, err := mon.begin(ctx, replicas)
 	if err != nil {
 		return nil, err
 	}
 
 	slots := make(chan struct{}, inFlight)
-	ids := make([]string, n)
-	var (
-		mu sync.Mutex
-		wg sync.WaitGroup
-	)
+	var wg sync.WaitGroup
 
 	done := make(chan error, 1)
 	go func() { done <- mon.waitEnded(ctx, start, n, func() { <-slots }) }()
 
 	for i := range n {
 		slots <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			id, took, err := submit(rr.url(), fmt.Sprintf("%s-%d-%d", name, start.at.UnixNano(), i))
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil {
-				ph.errors++
-				return
-			}
-
-			ids[i] = id
-			ph.submits = append(ph.submits, took)
-		}()
+		ph.submit(&wg, rr.url(), fmt.Sprintf("%s-%d-%d", name, start.at.UnixNano(), i), i)
 	}
 
 	wg.Wait()
@@ -191,42 +197,24 @@ func closedLoop(ctx context.Context, name string, n, inFlight int, rr *roundRobi
 		return nil, err
 	}
 
-	return ph, finish(ctx, ph, start, ids, mon, rec, p, replicas)
+	return ph, finish(ctx, ph, start, mon, rec, p, replicas)
 }
 
 // fixedRate submits jobs at rate per second for d, then waits for them.
 func fixedRate(ctx context.Context, rate float64, d time.Duration, rr *roundRobin, mon *monitor,
 	rec *recorder, p *platformtest.Platform, replicas []*replica) (*phase, error) {
 	n := int(rate * d.Seconds())
-	ph := &phase{name: "fixed rate", jobs: n}
+	ph := &phase{name: "fixed rate", jobs: n, ids: make([]string, n)}
 	start, err := mon.begin(ctx, replicas)
 	if err != nil {
 		return nil, err
 	}
 
-	ids := make([]string, n)
-	var (
-		mu sync.Mutex
-		wg sync.WaitGroup
-	)
-
+	var wg sync.WaitGroup
 	interval := time.Duration(float64(time.Second) / rate)
 	for i := range n {
 		time.Sleep(time.Until(start.at.Add(time.Duration(i) * interval)))
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			id, took, err := submit(rr.url(), fmt.Sprintf("rate-%d-%d", start.at.UnixNano(), i))
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil {
-				ph.errors++
-				return
-			}
-
-			ids[i] = id
-			ph.submits = append(ph.submits, took)
-		}()
+		ph.submit(&wg, rr.url(), fmt.Sprintf("rate-%d-%d", start.at.UnixNano(), i), i)
 	}
 
 	wg.Wait()
@@ -234,12 +222,13 @@ func fixedRate(ctx context.Context, rate float64, d time.Duration, rr *roundRobi
 		return nil, err
 	}
 
-	return ph, finish(ctx, ph, start, ids, mon, rec, p, replicas)
+	return ph, finish(ctx, ph, start, mon, rec, p, replicas)
 }
 
 // finish reads what a phase measured once all its jobs have ended.
-func finish(ctx context.Context, ph *phase, start mark, ids []string, mon *monitor, rec *recorder,
+func finish(ctx context.Context, ph *phase, start mark, mon *monitor, rec *recorder,
 	p *platformtest.Platform, replicas []*replica) error {
+	ids := ph.ids
 	ph.elapsed = time.Since(start.at)
 
 	end, err := mon.end(ctx, replicas)

@@ -205,6 +205,41 @@ func (c *cluster) submit(hash string) string {
 	return id
 }
 
+// submitMany submits n jobs and returns their ids.
+func (c *cluster) submitMany(prefix string, n int) []string {
+	c.t.Helper()
+
+	ids := make([]string, n)
+	for i := range n {
+		ids[i] = c.submit(fmt.Sprintf("%s%03d", prefix, i))
+	}
+
+	return ids
+}
+
+// quickRecovery are settings under which a dead replica's work is taken
+// over within seconds.
+func quickRecovery(maxJobs int) map[string]string {
+	return map[string]string{
+		"CONF_JOBS_MAX_NUM":        fmt.Sprint(maxJobs),
+		"CONF_JOBS_CHECK":          "1",
+		"JOBMANAGER_LEASE":         "2s",
+		"JOBMANAGER_PEER_TIMEOUT":  "1s",
+		"JOBMANAGER_POLL_INTERVAL": "100ms",
+	}
+}
+
+// slowWorkers report after at least least, and up to spread more, so
+// that jobs are caught mid-stage.
+func slowWorkers(least, spread time.Duration) func(platformtest.StartRequest) platformtest.Plan {
+	return func(r platformtest.StartRequest) platformtest.Plan {
+		return platformtest.Plan{
+			Outputs: platformtest.ExampleOutputs(r),
+			Delay:   least + time.Duration(rand.Int64N(int64(spread))),
+		}
+	}
+}
+
 func (c *cluster) eventually(cond func() bool, what string, args ...any) {
 	c.t.Helper()
 
@@ -419,24 +454,9 @@ func TestReplicasShareTheWorkAndEndEveryJobOnce(t *testing.T) {
 func TestAKilledReplicasWorkIsTakenOver(t *testing.T) {
 	t.Parallel()
 	const jobs = 30
-	c := newCluster(t, testdb.URL(t), 3, map[string]string{
-		"CONF_JOBS_MAX_NUM":        "12",
-		"CONF_JOBS_CHECK":          "1",
-		"JOBMANAGER_LEASE":         "2s",
-		"JOBMANAGER_PEER_TIMEOUT":  "1s",
-		"JOBMANAGER_POLL_INTERVAL": "100ms",
-	})
-	c.platform.OnStart = func(r platformtest.StartRequest) platformtest.Plan {
-		return platformtest.Plan{
-			Outputs: platformtest.ExampleOutputs(r),
-			Delay:   time.Duration(200+rand.IntN(400)) * time.Millisecond,
-		}
-	}
-
-	ids := make([]string, jobs)
-	for i := range jobs {
-		ids[i] = c.submit(fmt.Sprintf("k%03d", i))
-	}
+	c := newCluster(t, testdb.URL(t), 3, quickRecovery(12))
+	c.platform.OnStart = slowWorkers(200*time.Millisecond, 400*time.Millisecond)
+	ids := c.submitMany("k", jobs)
 
 	victim := c.replicas[1]
 	c.eventually(func() bool {
@@ -481,24 +501,9 @@ func TestReplicasRideOutADatabaseRestart(t *testing.T) {
 	dbURL := server.url
 
 	const jobs = 20
-	c := newCluster(t, dbURL, 2, map[string]string{
-		"CONF_JOBS_MAX_NUM":        "6",
-		"CONF_JOBS_CHECK":          "1",
-		"JOBMANAGER_LEASE":         "2s",
-		"JOBMANAGER_PEER_TIMEOUT":  "1s",
-		"JOBMANAGER_POLL_INTERVAL": "100ms",
-	})
-	c.platform.OnStart = func(r platformtest.StartRequest) platformtest.Plan {
-		return platformtest.Plan{
-			Outputs: platformtest.ExampleOutputs(r),
-			Delay:   time.Duration(100+rand.IntN(300)) * time.Millisecond,
-		}
-	}
-
-	ids := make([]string, jobs)
-	for i := range jobs {
-		ids[i] = c.submit(fmt.Sprintf("r%03d", i))
-	}
+	c := newCluster(t, dbURL, 2, quickRecovery(6))
+	c.platform.OnStart = slowWorkers(100*time.Millisecond, 300*time.Millisecond)
+	ids := c.submitMany("r", jobs)
 
 	c.eventually(func() bool {
 		return c.count("SELECT count(*) FROM history") >= 3

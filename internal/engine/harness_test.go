@@ -4,10 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"log/slog"
 	"net/http"
-	"net/http/httptest"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -15,13 +12,10 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
-	"github.com/industrial-data/jobmanager/internal/api"
-	"github.com/industrial-data/jobmanager/internal/engine"
 	"github.com/industrial-data/jobmanager/internal/job"
 	"github.com/industrial-data/jobmanager/internal/peer"
 	"github.com/industrial-data/jobmanager/internal/platformtest"
-	"github.com/industrial-data/jobmanager/internal/store"
-	"github.com/industrial-data/jobmanager/internal/testdb"
+	"github.com/industrial-data/jobmanager/internal/servicetest"
 )
 
 // options tune a test's service.
@@ -46,88 +40,20 @@ type service struct {
 func setup(t *testing.T, onStart func(platformtest.StartRequest) platformtest.Plan, opts options) *service {
 	t.Helper()
 
-	if opts.maxJobs == 0 {
-		opts.maxJobs = 2
-	}
-
-	if opts.stageWorkers == 0 {
-		opts.stageWorkers = 1
-	}
-
-	if opts.check == 0 {
-		opts.check = time.Minute
-	}
-
-	if opts.dataCache == "" {
-		opts.dataCache = t.TempDir()
-	}
-
 	platform := platformtest.New(t, onStart)
-	pool := testdb.Pool(t)
-
-	var handler http.Handler
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		handler.ServeHTTP(w, r)
-	}))
-	t.Cleanup(srv.Close)
-
-	logger := slog.New(slog.NewJSONHandler(testLog(t), &slog.HandlerOptions{Level: slog.LevelDebug}))
-	st := store.New(pool)
-	st.SetOptions(store.Options{
-		Lease:        10 * time.Second,
-		Check:        opts.check,
+	client := &http.Client{Timeout: 5 * time.Second}
+	svc := servicetest.Start(t, servicetest.Options{
+		Registry:     peer.NewRegistries(client, platform.Registry.URL+"/machines", platform.Registry.URL+"/pipelines"),
+		Launcher:     peer.NewDeployments(client, platform.Deployments.URL+"/deployments"),
+		MaxJobs:      opts.maxJobs,
 		StageWorkers: opts.stageWorkers,
-		Start:        job.StartSettings{CallbackEnvVar: "JOB_CALLBACK_URL", CallbackURL: srv.URL + "/jobs"},
+		Check:        opts.check,
+		DataCache:    opts.dataCache,
 		KeepFiles:    opts.keepFiles,
 	})
 
-	client := &http.Client{Timeout: 5 * time.Second}
-	eng := engine.New(st,
-		peer.NewRegistries(client, platform.Registry.URL+"/machines", platform.Registry.URL+"/pipelines"),
-		peer.NewDeployments(client, platform.Deployments.URL+"/deployments"),
-		logger,
-		engine.Options{
-			MaxJobs:     opts.maxJobs,
-			Poll:        50 * time.Millisecond,
-			DataCache:   opts.dataCache,
-			StepTimeout: 10 * time.Second,
-		})
-	handler = api.New(eng, logger, api.Options{MaxBodyBytes: 1 << 20})
-
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		eng.Run(ctx)
-		close(done)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-
-		drain, stop := context.WithTimeout(context.Background(), 10*time.Second)
-		defer stop()
-		_ = eng.Drain(drain)
-	})
-
-	return &service{t: t, url: srv.URL, pool: pool, platform: platform, cache: opts.dataCache}
+	return &service{t: t, url: svc.URL, pool: svc.Pool, platform: platform, cache: svc.DataCache}
 }
-
-// testLog sends the service's log to the test output when JOBMANAGER_TEST_LOG
-// is set, and nowhere otherwise.
-func testLog(t *testing.T) io.Writer {
-	if os.Getenv("JOBMANAGER_TEST_LOG") == "" {
-		return io.Discard
-	}
-
-	return writerFunc(func(p []byte) (int, error) {
-		t.Log(strings.TrimSpace(string(p)))
-		return len(p), nil
-	})
-}
-
-type writerFunc func([]byte) (int, error)
-
-func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
 
 func (s *service) post(path, body string) (int, string) {
 	s.t.Helper()

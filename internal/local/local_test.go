@@ -2,13 +2,10 @@ package local_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/csv"
 	"encoding/json"
 	"io"
-	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,11 +19,9 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/industrial-data/jobmanager/examples/sample/energy"
-	"github.com/industrial-data/jobmanager/internal/api"
-	"github.com/industrial-data/jobmanager/internal/engine"
 	"github.com/industrial-data/jobmanager/internal/job"
 	"github.com/industrial-data/jobmanager/internal/local"
-	"github.com/industrial-data/jobmanager/internal/store"
+	"github.com/industrial-data/jobmanager/internal/servicetest"
 	"github.com/industrial-data/jobmanager/internal/testdb"
 )
 
@@ -82,46 +77,18 @@ func setup(t *testing.T, extraWorkers map[string][]string) *service {
 	cache := filepath.Join(root, "cache")
 	require.NoError(t, os.Mkdir(cache, 0o755))
 
-	var handler http.Handler
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		handler.ServeHTTP(w, r)
-	}))
-	t.Cleanup(srv.Close)
-
-	logger := slog.New(slog.NewJSONHandler(io.Discard, nil))
-	st := store.New(testdb.Pool(t))
-	st.SetOptions(store.Options{
-		Lease:        10 * time.Second,
-		Check:        100 * time.Millisecond,
-		StageWorkers: 1,
-		Start:        job.StartSettings{CallbackEnvVar: "JOB_CALLBACK_URL", CallbackURL: srv.URL + "/jobs"},
-		KeepFiles:    true,
-	})
-
 	launcher := local.NewLauncher(pf, cache, []string{"PATH=" + os.Getenv("PATH")})
 	t.Cleanup(launcher.Close)
 
-	eng := engine.New(st, local.NewRegistry(pf), launcher, logger, engine.Options{
-		MaxJobs: 2, Poll: 50 * time.Millisecond, DataCache: cache, StepTimeout: 10 * time.Second,
-	})
-	handler = api.New(eng, logger, api.Options{MaxBodyBytes: 1 << 20})
-
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		eng.Run(ctx)
-		close(done)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-
-		drain, stop := context.WithTimeout(context.Background(), 10*time.Second)
-		defer stop()
-		_ = eng.Drain(drain)
+	svc := servicetest.Start(t, servicetest.Options{
+		Registry:  local.NewRegistry(pf),
+		Launcher:  launcher,
+		Check:     100 * time.Millisecond,
+		DataCache: cache,
+		KeepFiles: true,
 	})
 
-	return &service{t: t, url: srv.URL, cache: cache}
+	return &service{t: t, url: svc.URL, cache: cache}
 }
 
 func (s *service) submit(dsID, file string) string {

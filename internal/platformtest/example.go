@@ -4,16 +4,13 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+
+	"github.com/industrial-data/jobmanager/examples/sample/energy"
 )
 
-// Sensor tables the example split stage produces, as in the original
-// service's API document.
-var SensorTables = []string{
-	"ec-generator", "ec-gesamt", "ec-prozess", "ec-roboter", "roboter-ausgabe",
-	"roboter-eingabe", "transport-gesamt", "wm1-gesamt", "wm1-heizung-reinigen",
-	"wm1-heizung-trocknung", "wm2-gesamt", "wm2-heizung-reinigen",
-	"wm2-heizung-trocknung", "wm2-vakuumpumpe",
-}
+// SensorTables are the tables the example split stage produces, one per
+// sensor of the sample plant, as in the original service's API document.
+var SensorTables = energy.Sensors
 
 // StageSpec describes one stage of a test pipeline.
 type StageSpec struct {
