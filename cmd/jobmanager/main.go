@@ -39,9 +39,10 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	err := run(ctx, os.Args[1:], os.Environ(), os.Stdout)
+	stop()
 
-	if err := run(ctx, os.Args[1:], os.Environ(), os.Stdout); err != nil {
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "jobmanager:", err)
 		os.Exit(1)
 	}

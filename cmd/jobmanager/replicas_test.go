@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -455,13 +456,21 @@ func TestAKilledReplicasWorkIsTakenOver(t *testing.T) {
 	t.Parallel()
 	const jobs = 30
 	c := newCluster(t, testdb.URL(t), 3, quickRecovery(12))
-	c.platform.OnStart = slowWorkers(200*time.Millisecond, 400*time.Millisecond)
+	slow := slowWorkers(200*time.Millisecond, 400*time.Millisecond)
+	c.platform.OnStart = func(r platformtest.StartRequest) platformtest.Plan {
+		// Starts take a while, so that the victim is caught holding some.
+		plan := slow(r)
+		plan.StartDelay = 100 * time.Millisecond
+		return plan
+	}
 	ids := c.submitMany("k", jobs)
 
 	victim := c.replicas[1]
+	victimName := replicaNameOf(t, victim)
 	c.eventually(func() bool {
-		return c.count("SELECT count(*) FROM workers WHERE state = 'running'") >= 6
-	}, "workers to run")
+		return c.count("SELECT count(*) FROM workers WHERE lease_owner = $1 AND state = 'starting'",
+			victimName) > 0
+	}, "the victim to be starting workers")
 	killedAt := time.Now()
 	c.kill(victim)
 
@@ -482,7 +491,7 @@ func TestAKilledReplicasWorkIsTakenOver(t *testing.T) {
 		}
 
 		first := list[0]
-		assert.True(t, strings.Contains(first.Caller, "jobmanager/") &&
+		assert.True(t, first.Caller == "jobmanager/"+victimName &&
 			first.Started.After(killedAt.Add(-time.Second)),
 			"worker %s started %d times, first at %s by %s, kill at %s",
 			key, len(list), first.Started, first.Caller, killedAt)
@@ -602,6 +611,19 @@ func TestSIGTERMStopsAReplicaThatHandsBackItsWork(t *testing.T) {
 	require.NoError(t, err)
 	assert.Contains(t, string(log), "abandoning steps under way")
 	assert.Contains(t, string(log), `"msg":"stopped"`)
+}
+
+// replicaNameOf reads the name a replica gave itself from its log.
+func replicaNameOf(t *testing.T, r *replica) string {
+	t.Helper()
+
+	log, err := os.ReadFile(r.log)
+	require.NoError(t, err)
+
+	m := regexp.MustCompile(`"replica":"([^"]+)"`).FindSubmatch(log)
+	require.NotNil(t, m, "the replica logs its name")
+
+	return string(m[1])
 }
 
 // pgServer is a PostgreSQL server this test owns and may stop.

@@ -393,7 +393,7 @@ func (e *Engine) remove(ctx context.Context, log *slog.Logger, instance string) 
 	text, err := e.launcher.Log(ctx, instance)
 	if err != nil {
 		log.Warn("get worker log", slog.String("err", err.Error()))
-		text = ""
+		text = fmt.Sprintf("(the worker's log could not be fetched: %v)\n", err)
 	}
 
 	if err := e.launcher.Remove(ctx, instance); err != nil {
