@@ -497,3 +497,29 @@ func TestProbesAnswer(t *testing.T) {
 		assert.Equal(t, http.StatusOK, s.get(path).status, path)
 	}
 }
+
+func TestIDsNoJobCanHaveAreNotFound(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+
+	for _, id := range []string{"a%00b", "a%FFb", "%C0%AF", "short", strings.Repeat("A", 23),
+		"MA2uh3-yxrJT0eaqR4Moj%21"} {
+		assert.Equal(t, http.StatusNotFound, s.get("/jobs/"+id).status, id)
+		assert.Equal(t, http.StatusNotFound, s.get("/history/"+id).status, id)
+		assert.Equal(t, http.StatusNotFound, s.post("/jobs/"+id, `{"status":"aborted"}`).status, id)
+	}
+}
+
+func TestHEADIsAnsweredWhereGETIs(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	id := s.submit("ds", "h", "f")
+
+	for _, path := range []string{"/jobs", "/jobs/" + id, "/history", "/livez", "/healthz", "/readyz"} {
+		a := s.do(http.MethodHead, path, "", "")
+		assert.Equal(t, http.StatusOK, a.status, path)
+		assert.Empty(t, a.body, path)
+	}
+
+	assert.Equal(t, http.StatusNotFound, s.do(http.MethodHead, "/history/"+id, "", "").status)
+}
