@@ -175,3 +175,33 @@ func TestWorkerLogsAreKeptAsValidText(t *testing.T) {
 	assert.Equal(t, "helloworld \uFFFD latin1:\uFFFD done\n", doc.Stages["0"].Log)
 	assert.Less(t, time.Since(start), 10*time.Second, "no step waited for a lease to run out")
 }
+
+func TestAHungDeploymentManagerHoldsNoLockOnTheJob(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	s := setup(t, func(r platformtest.StartRequest) platformtest.Plan {
+		<-release // the start request hangs until the test is done with the job
+		return platformtest.ExampleWorkers(r)
+	}, options{})
+	t.Cleanup(func() { close(release) })
+	s.platform.AddDataSource("ds", "p")
+	s.platform.SetPipeline("p", platformtest.ExamplePipeline())
+
+	id := s.submit("ds", "h", "upload.xlsx")
+	s.eventually(func() bool {
+		return s.count("SELECT count(*) FROM workers WHERE job_id = $1 AND state = 'starting'", id) == 1
+	}, "the start request to be out")
+
+	// While the start request hangs, the job can be read, sent results
+	// and aborted at once.
+	active := s.active(id)
+	assert.Equal(t, job.StatusRunning, active.Status)
+
+	status, body := s.report(id, "unknown-instance", []map[string]any{{"x": 1}})
+	assert.Equal(t, http.StatusOK, status, body)
+
+	status, body = s.abort(id)
+	require.Equal(t, http.StatusOK, status, body)
+	assert.Equal(t, job.StatusAborted, s.ended(id).Status)
+	assert.Empty(t, s.platform.Instances(), "the hung start has not returned yet")
+}
