@@ -204,10 +204,6 @@ RETURNING c.id, c.kind, c.job_id, c.target, c.attempts;
 DELETE FROM chores
 WHERE id = ANY(@ids::bigint[]);
 
--- name: RunningJobs :one
-SELECT count(*)
-FROM jobs
-WHERE status = 'running';
 
 -- name: ReleaseJobLeases :exec
 -- Hands back the steps a stopping replica holds, for others to take.

@@ -436,16 +436,6 @@ func (s *Store) ReleaseLeases(ctx context.Context) error {
 	})
 }
 
-// RunningJobs counts the jobs running across every replica.
-func (s *Store) RunningJobs(ctx context.Context) (int, error) {
-	n, err := s.q.RunningJobs(ctx)
-	if err != nil {
-		return 0, fmt.Errorf("count running jobs: %w", err)
-	}
-
-	return int(n), nil
-}
-
 // lockedJob is an active job whose row the current transaction has
 // locked. Its document and pipeline are decoded on demand (see decode).
 type lockedJob struct {

@@ -510,19 +510,6 @@ func (q *Queries) ReportRunningWorker(ctx context.Context, arg ReportRunningWork
 	return i, err
 }
 
-const runningJobs = `-- name: RunningJobs :one
-SELECT count(*)
-FROM jobs
-WHERE status = 'running'
-`
-
-func (q *Queries) RunningJobs(ctx context.Context) (int64, error) {
-	row := q.db.QueryRow(ctx, runningJobs)
-	var count int64
-	err := row.Scan(&count)
-	return count, err
-}
-
 const setJobPipeline = `-- name: SetJobPipeline :exec
 UPDATE jobs
 SET doc = $1,
