@@ -15,8 +15,8 @@ build:
 # The database is DATABASE_URL, else the server on 127.0.0.1:5432, else a
 # private server under .data/pg (see cmd/devdb).
 run: build
-	@mkdir -p $(CACHE)
-	@cp -n examples/sample/energy.xlsx $(CACHE)/energy.xlsx 2>/dev/null || true
+	@cache="$${CONF_DATACACHE_PATH:-$(CACHE)}"; mkdir -p "$$cache" && \
+	  { [ -e "$$cache/energy.xlsx" ] || cp examples/sample/energy.xlsx "$$cache/energy.xlsx"; }
 	@DATABASE_URL="$$($(GO) run ./cmd/devdb)" || exit 1; \
 	  export DATABASE_URL; \
 	  export JOBMANAGER_LISTEN_ADDR="$${JOBMANAGER_LISTEN_ADDR:-$(LISTEN)}"; \

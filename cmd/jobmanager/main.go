@@ -88,9 +88,18 @@ func run(ctx context.Context, args, environ []string, out io.Writer) error {
 
 	listener, err := net.Listen("tcp", cfg.ListenAddr)
 	if err != nil {
-		return fmt.Errorf("listen: %w", err)
+		return fmt.Errorf("JOBMANAGER_LISTEN_ADDR: %w", err)
 	}
 	defer listener.Close()
+
+	if cfg.DebugAddr != "" {
+		debug, err := net.Listen("tcp", cfg.DebugAddr)
+		if err != nil {
+			return fmt.Errorf("JOBMANAGER_DEBUG_ADDR: %w", err)
+		}
+
+		go serveDebug(debug, logger)
+	}
 
 	pool, err := connect(ctx, cfg, logger)
 	if err != nil {
@@ -203,10 +212,10 @@ func serve(ctx context.Context, cfg config.Config, pool *pgxpool.Pool, logger *s
 	server := &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
-	}
-
-	if cfg.DebugAddr != "" {
-		go serveDebug(cfg.DebugAddr, logger)
+		// A client that stalls mid-body is cut off rather than holding a
+		// connection and a goroutine for ever.
+		ReadTimeout: time.Minute,
+		IdleTimeout: 2 * time.Minute,
 	}
 
 	logger.Info("serving", slog.String("addr", listener.Addr().String()))
@@ -232,20 +241,22 @@ func serve(ctx context.Context, cfg config.Config, pool *pgxpool.Pool, logger *s
 	return shutdown(cfg, logger, server, eng, &stopping, stopEngine, engineDone)
 }
 
-// shutdown stops a replica gracefully: it reports not ready first, stops
-// claiming work, lets requests under way finish, waits for the engine's
-// steps, and hands back the leases it still holds; all within the
-// shutdown timeout.
+// shutdown stops a replica gracefully: it reports not ready and stops
+// claiming work at once, goes on serving for the drain delay, then lets
+// requests under way finish, waits for the engine's steps, and hands back
+// the leases it still holds, all within the shutdown timeout.
 func shutdown(cfg config.Config, logger *slog.Logger, server *http.Server, eng *engine.Engine,
 	stopping *atomic.Bool, stopEngine func(), engineDone <-chan struct{}) error {
 	logger.Info("shutting down")
 	stopping.Store(true)
+	stopEngine()
+	<-engineDone
+
+	// Go on serving, not ready, until load balancers have noticed.
+	time.Sleep(cfg.DrainDelay)
 
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
-
-	stopEngine()
-	<-engineDone
 
 	var errs []error
 	if err := server.Shutdown(ctx); err != nil {
@@ -292,14 +303,14 @@ func readiness(pool *pgxpool.Pool, stopping *atomic.Bool) func(context.Context) 
 
 // serveDebug serves Go's profiler, for `go tool pprof`, on its own address
 // so that it is never exposed with the API.
-func serveDebug(addr string, logger *slog.Logger) {
+func serveDebug(listener net.Listener, logger *slog.Logger) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 
-	server := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	if err := server.ListenAndServe(); err != nil {
+	server := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	if err := server.Serve(listener); err != nil {
 		logger.Error("debug server", slog.String("err", err.Error()))
 	}
 }

@@ -548,6 +548,7 @@ func TestSIGTERMStopsAReplicaThatHandsBackItsWork(t *testing.T) {
 		"JOBMANAGER_LEASE":            "60s",
 		"JOBMANAGER_PEER_TIMEOUT":     "20s",
 		"JOBMANAGER_SHUTDOWN_TIMEOUT": "1s",
+		"JOBMANAGER_DRAIN_DELAY":      "1s",
 	})
 
 	// The first start requests hang, so that the stopping replica holds
@@ -580,8 +581,9 @@ func TestSIGTERMStopsAReplicaThatHandsBackItsWork(t *testing.T) {
 	require.NoError(t, r.cmd.Process.Signal(syscall.SIGTERM))
 	c.mu.Unlock()
 
-	assert.Eventually(t, func() bool { return status(r.url+"/readyz") != http.StatusOK },
-		5*time.Second, 5*time.Millisecond, "readiness turns false")
+	assert.Eventually(t, func() bool { return status(r.url+"/readyz") == http.StatusServiceUnavailable },
+		5*time.Second, 5*time.Millisecond, "a stopping replica answers not ready while it drains")
+	assert.Equal(t, http.StatusOK, status(r.url+"/livez"), "and still serves meanwhile")
 
 	exited := make(chan struct{})
 	go func() {

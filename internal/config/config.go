@@ -7,8 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
+	"net"
 	"net/url"
 	"reflect"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -75,6 +78,10 @@ type Config struct {
 	MaxBodyBytes int64 `env:"JOBMANAGER_MAX_BODY_BYTES" envDefault:"4194304"`
 	// ShutdownTimeout bounds a graceful stop.
 	ShutdownTimeout time.Duration `env:"JOBMANAGER_SHUTDOWN_TIMEOUT" envDefault:"20s"`
+	// DrainDelay is how long a stopping replica goes on serving while it
+	// reports not ready, so that load balancers stop sending it requests
+	// before it stops listening. It comes before the shutdown timeout.
+	DrainDelay time.Duration `env:"JOBMANAGER_DRAIN_DELAY" envDefault:"0s"`
 }
 
 // Load reads the settings from environ, a list of KEY=value pairs as
@@ -92,11 +99,37 @@ func Load(environ []string) (Config, error) {
 		return Config{}, nameVariables(err)
 	}
 
+	if err := unknownSettings(vars); err != nil {
+		return Config{}, err
+	}
+
 	if err := cfg.validate(); err != nil {
 		return Config{}, err
 	}
 
 	return cfg, nil
+}
+
+// unknownSettings refuses variables in the service's own namespaces
+// (CONF_, JOBMANAGER_) that it does not read: a misspelt setting would
+// otherwise be ignored without a word.
+func unknownSettings(vars map[string]string) error {
+	known := map[string]bool{}
+	typ := reflect.TypeOf(Config{})
+	for i := range typ.NumField() {
+		name, _, _ := strings.Cut(typ.Field(i).Tag.Get("env"), ",")
+		known[name] = true
+	}
+
+	var errs []error
+	for name := range vars {
+		ours := strings.HasPrefix(name, "CONF_") || strings.HasPrefix(name, "JOBMANAGER_")
+		if ours && !known[name] {
+			errs = append(errs, fmt.Errorf("%s is not a setting of the job manager (misspelt?)", name))
+		}
+	}
+
+	return errors.Join(errs...)
 }
 
 // nameVariables rewrites the errors of values that could not be read so
@@ -167,6 +200,32 @@ func (c Config) validate() error {
 		}
 	}
 
+	if c.DrainDelay < 0 {
+		errs = append(errs, fmt.Errorf("JOBMANAGER_DRAIN_DELAY must not be negative, got %s", c.DrainDelay))
+	}
+
+	if c.Poll < 10*time.Millisecond {
+		errs = append(errs, fmt.Errorf("JOBMANAGER_POLL_INTERVAL must be at least 10ms, got %s", c.Poll))
+	}
+
+	if !envName.MatchString(c.WorkerCallbackEnvVar) {
+		errs = append(errs, fmt.Errorf("CONF_WORKERCALLBACK_ENV_VAR must be a variable name, got %q",
+			c.WorkerCallbackEnvVar))
+	}
+
+	for _, a := range []struct{ name, value string }{
+		{"JOBMANAGER_LISTEN_ADDR", c.ListenAddr},
+		{"JOBMANAGER_DEBUG_ADDR", c.DebugAddr},
+	} {
+		if a.value == "" && a.name == "JOBMANAGER_DEBUG_ADDR" {
+			continue
+		}
+
+		if _, _, err := net.SplitHostPort(a.value); err != nil {
+			errs = append(errs, fmt.Errorf("%s must be host:port or :port, got %q", a.name, a.value))
+		}
+	}
+
 	if c.Lease <= c.PeerTimeout {
 		errs = append(errs, fmt.Errorf("JOBMANAGER_LEASE (%s) must be longer than JOBMANAGER_PEER_TIMEOUT (%s)",
 			c.Lease, c.PeerTimeout))
@@ -184,12 +243,11 @@ func (c Config) validate() error {
 		errs = append(errs, errors.New("JOBMANAGER_PLATFORM_FILE must be set for the file registry or the local launcher"))
 	}
 
-	if c.WorkerCallbackEnvVar == "" {
-		errs = append(errs, errors.New("CONF_WORKERCALLBACK_ENV_VAR must not be empty"))
-	}
-
 	return errors.Join(errs...)
 }
+
+// envName matches a name a worker's environment variable can have.
+var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
 // LogAttrs returns the settings for the start-up log line, with the
 // database password masked.
@@ -202,6 +260,10 @@ func (c Config) LogAttrs() []slog.Attr {
 		slog.String("machine_registry", c.MachineRegistryURL+"/"+c.MachineRegistryAPI),
 		slog.String("deployment_manager", c.DeploymentManagerURL+"/"+c.DeploymentManagerAPI),
 		slog.String("worker_callback", c.WorkerCallbackURL+"/"+c.WorkerCallbackAPI),
+		slog.String("worker_callback_env_var", c.WorkerCallbackEnvVar),
+		slog.Int64("max_body_bytes", c.MaxBodyBytes),
+		slog.String("shutdown_timeout", c.ShutdownTimeout.String()),
+		slog.String("drain_delay", c.DrainDelay.String()),
 		slog.Int("jobs_max_num", c.JobsMaxNum),
 		slog.String("jobs_check", time.Duration(c.JobsCheck).String()),
 		slog.String("data_cache_path", c.DataCachePath),
@@ -237,6 +299,10 @@ func maskURL(raw string) string {
 	return u.String()
 }
 
+// maxSeconds bounds a setting in seconds: a day is more than any check
+// interval needs.
+const maxSeconds = 24 * 60 * 60
+
 // Seconds is a duration written as a number of seconds, as the original
 // service's CONF_JOBS_CHECK is.
 type Seconds time.Duration
@@ -244,8 +310,8 @@ type Seconds time.Duration
 // UnmarshalText reads a number of seconds, fractions allowed.
 func (s *Seconds) UnmarshalText(b []byte) error {
 	f, err := strconv.ParseFloat(string(b), 64)
-	if err != nil {
-		return fmt.Errorf("not a number of seconds: %q", b)
+	if err != nil || math.IsNaN(f) || f > maxSeconds {
+		return fmt.Errorf("not a number of seconds up to a day: %q", b)
 	}
 
 	*s = Seconds(f * float64(time.Second))

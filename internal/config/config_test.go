@@ -69,6 +69,15 @@ func TestBadSettingsFailNamingTheSetting(t *testing.T) {
 		{[]string{dbURL, "JOBMANAGER_LEASE=5s", "JOBMANAGER_PEER_TIMEOUT=10s"}, "JOBMANAGER_LEASE"},
 		{[]string{dbURL, "JOBMANAGER_LAUNCHER=local"}, "JOBMANAGER_PLATFORM_FILE"},
 		{[]string{dbURL, "JOBMANAGER_REGISTRY=ldap"}, "JOBMANAGER_REGISTRY"},
+		{[]string{dbURL, "JOBMANAGER_TYPO=1"}, "JOBMANAGER_TYPO"},
+		{[]string{dbURL, "CONF_JOBS_MAXNUM=3"}, "CONF_JOBS_MAXNUM"},
+		{[]string{dbURL, "CONF_JOBS_CHECK=NaN"}, "CONF_JOBS_CHECK"},
+		{[]string{dbURL, "CONF_JOBS_CHECK=1e300"}, "CONF_JOBS_CHECK"},
+		{[]string{dbURL, "JOBMANAGER_POLL_INTERVAL=1ns"}, "JOBMANAGER_POLL_INTERVAL"},
+		{[]string{dbURL, "CONF_WORKERCALLBACK_ENV_VAR=A=B"}, "CONF_WORKERCALLBACK_ENV_VAR"},
+		{[]string{dbURL, "JOBMANAGER_LISTEN_ADDR=nonsense"}, "JOBMANAGER_LISTEN_ADDR"},
+		{[]string{dbURL, "JOBMANAGER_DEBUG_ADDR=nonsense"}, "JOBMANAGER_DEBUG_ADDR"},
+		{[]string{dbURL, "JOBMANAGER_DRAIN_DELAY=-1s"}, "JOBMANAGER_DRAIN_DELAY"},
 	} {
 		_, err := config.Load(c.env)
 		require.Error(t, err, c.env)

@@ -47,8 +47,9 @@ func ParseNewJob(body []byte) (NewJob, error) {
 			return NewJob{}, fmt.Errorf("%w: %s must be a non-empty string", ErrInvalid, f.name)
 		}
 
-		if strings.ContainsRune(*f.dst, 0) {
-			return NewJob{}, fmt.Errorf("%w: %s must not contain NUL characters", ErrInvalid, f.name)
+		if !storable(raw) {
+			return NewJob{}, fmt.Errorf("%w: %s must not contain NUL characters or lone surrogates",
+				ErrInvalid, f.name)
 		}
 	}
 
@@ -208,12 +209,13 @@ func storable(body []byte) bool {
 	return true
 }
 
-// PostgreSQL's numeric type, which JSONB stores numbers in, holds at most
-// this many digits before and after the decimal point.
-const (
-	maxIntegerDigits  = 131072
-	maxFractionDigits = 16383
-)
+// MaxNumberDigits bounds the digits a number in a result may have before
+// and after the decimal point once written out. JSONB stores numbers in
+// PostgreSQL's numeric type, which writes 1e1000 out as a thousand digits:
+// a few bytes sent could otherwise grow to megabytes in every document
+// and every read of it. (PostgreSQL's own limits, 131,072 and 16,383
+// digits, are far beyond any sensor reading or count.)
+const MaxNumberDigits = 1000
 
 // numbersFit checks that every number in a valid JSON text fits
 // PostgreSQL's numeric type. It scans the text rather than decoding it:
@@ -261,7 +263,7 @@ func numberFits(n string) bool {
 	before := len(whole) + exp
 	after := len(frac) - exp
 
-	return before <= maxIntegerDigits && after <= maxFractionDigits
+	return before <= MaxNumberDigits && after <= MaxNumberDigits
 }
 
 // hex4 reads the four hex digits of a \u escape in valid JSON.

@@ -354,17 +354,17 @@ func TestParseCommandAcceptsSurrogatePairEscapes(t *testing.T) {
 	assert.Equal(t, `{"a":"\ud83d\ude00"}`, string(got.Results["inst-1"][0]))
 }
 
-func TestParseCommandRefusesNumbersPostgreSQLCannotKeep(t *testing.T) {
+func TestParseCommandRefusesNumbersThatWriteOutTooLong(t *testing.T) {
 	t.Parallel()
 
-	for _, n := range []string{"1e999999", "1e131072", "-1e200000", "1e-16384", "0.5e-16383",
-		"1e99999999999999999999", strings.Repeat("9", 131073)} {
+	for _, n := range []string{"1e999999", "1e1000", "-1e200000", "1e-1001", "0.5e-1000",
+		"1e99999999999999999999", strings.Repeat("9", job.MaxNumberDigits+1)} {
 		_, err := job.ParseCommand([]byte(`{"i":[{"v":` + n + `}]}`))
 		assert.ErrorIs(t, err, job.ErrInvalid, "%.30s", n)
 	}
 
-	for _, n := range []string{"1e131071", "1e-16383", "1e400", "123726", "-0.5e3",
-		"1234567890123456789", strings.Repeat("9", 20000)} {
+	for _, n := range []string{"1e999", "1e-1000", "1e400", "123726", "-0.5e3",
+		"1234567890123456789", strings.Repeat("9", job.MaxNumberDigits)} {
 		_, err := job.ParseCommand([]byte(`{"i":[{"v":` + n + `}]}`))
 		assert.NoError(t, err, "%.30s", n)
 	}
@@ -385,4 +385,21 @@ func TestParseCommandBoundsTheResultsOfOnePost(t *testing.T) {
 
 	_, err := job.ParseCommand([]byte(b.String()))
 	assert.ErrorIs(t, err, job.ErrInvalid)
+}
+
+func TestParseNewJobRefusesLoneSurrogatesRatherThanRewritingThem(t *testing.T) {
+	t.Parallel()
+
+	for _, body := range []string{
+		`{"hash":"\ud800","ds_id":"d","file_name":"f"}`,
+		`{"hash":"h","ds_id":"\udfff","file_name":"f"}`,
+		`{"hash":"h","ds_id":"d","file_name":"x\ud83d"}`,
+	} {
+		_, err := job.ParseNewJob([]byte(body))
+		assert.ErrorIs(t, err, job.ErrInvalid, body)
+	}
+
+	req, err := job.ParseNewJob([]byte(`{"hash":"\ud83d\ude00","ds_id":"d","file_name":"f"}`))
+	require.NoError(t, err)
+	assert.Equal(t, "😀", req.Hash)
 }

@@ -100,11 +100,21 @@ func (m *Metrics) Middleware(next echo.HandlerFunc) echo.HandlerFunc {
 		}
 
 		method := c.Request().Method
+		if !knownMethods[method] {
+			method = "other" // clients choose methods; labels must stay few
+		}
+
 		m.requests.WithLabelValues(method, route, strconv.Itoa(c.Response().Status)).Inc()
 		m.requestTime.WithLabelValues(method, route).Observe(time.Since(start).Seconds())
 
 		return nil
 	}
+}
+
+// knownMethods are the HTTP methods recorded under their own name.
+var knownMethods = map[string]bool{
+	http.MethodGet: true, http.MethodHead: true, http.MethodPost: true, http.MethodPut: true,
+	http.MethodPatch: true, http.MethodDelete: true, http.MethodOptions: true,
 }
 
 // JobEnded counts a job this replica ended.

@@ -41,11 +41,17 @@ func TestRequestsAreCountedByRouteNotPath(t *testing.T) {
 		e.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, path, nil))
 	}
 
+	for _, method := range []string{"FOO", "BAR"} {
+		e.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(method, "/jobs/a", nil))
+	}
+
 	out := scrape(t, m)
 	assert.Contains(t, out, `jobmanager_http_requests_total{code="200",method="GET",route="/jobs/:id"} 2`)
 	assert.Contains(t, out, `jobmanager_http_requests_total{code="404",method="GET",route="/missing/:id"} 1`)
 	assert.Contains(t, out, `jobmanager_http_request_duration_seconds_count{method="GET",route="/jobs/:id"} 2`)
 	assert.NotContains(t, out, `/jobs/a`)
+	assert.Contains(t, out, `jobmanager_http_requests_total{code="405",method="other",route="/jobs/:id"} 2`)
+	assert.NotContains(t, out, `FOO`)
 }
 
 func TestJobsAreCountedFromTheDatabaseAtScrapeTime(t *testing.T) {
