@@ -220,3 +220,15 @@ WHERE lease_owner = @owner::text;
 UPDATE chores
 SET due_at = now(), lease_owner = NULL
 WHERE lease_owner = @owner::text;
+
+-- name: LiveInstances :many
+-- The instances of a job's running stage that may still run.
+SELECT w.instance::text AS instance
+FROM workers w
+JOIN jobs j ON j.id = w.job_id AND j.stage = w.stage
+WHERE w.job_id = @job_id AND w.instance IS NOT NULL AND w.state IN ('running', 'reported');
+
+-- name: SetInstanceLog :exec
+UPDATE workers
+SET log = @log
+WHERE job_id = @job_id AND instance = @instance;

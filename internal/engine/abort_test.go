@@ -56,6 +56,8 @@ func TestAbortEndsPendingAndRunningJobsAndStopsTheirWorkers(t *testing.T) {
 	require.Contains(t, doc.Stages, "1", "the aborted stage is kept with what it had")
 	assert.Len(t, doc.Stages["1"].Inputs, 3)
 	assert.Equal(t, quoted(partName(0)), field(t, doc.Stages["1"].Outputs, "loaded"))
+	last := s.platform.Instances()[len(s.platform.Instances())-1]
+	assert.Contains(t, doc.Stages["1"].Log, last.ID+" ", "the log of the worker still running is kept")
 
 	for _, inst := range s.platform.Instances() {
 		s.eventually(inst.Removed, "instance %s to be removed", inst.ID)

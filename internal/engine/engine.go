@@ -112,7 +112,7 @@ func (e *Engine) Command(ctx context.Context, id string, cmd job.Command) error 
 		err  error
 	)
 	if cmd.Abort {
-		next, err = e.store.Abort(ctx, id)
+		next, err = e.store.Abort(ctx, id, e.liveLogs(ctx, id))
 	} else {
 		next, err = e.store.Report(ctx, id, cmd.Results)
 	}
@@ -128,6 +128,41 @@ func (e *Engine) Command(ctx context.Context, id string, cmd job.Command) error 
 	e.follow(next)
 
 	return nil
+}
+
+// liveLogs fetches the logs of a job's workers that still run, for an
+// abort to keep: once stopped, a worker's log may be gone. A log that
+// cannot be had is left out; the abort goes on.
+func (e *Engine) liveLogs(ctx context.Context, id string) map[string]string {
+	instances, err := e.store.LiveInstances(ctx, id)
+	if err != nil || len(instances) == 0 {
+		return nil
+	}
+
+	var (
+		mu   sync.Mutex
+		wg   sync.WaitGroup
+		logs = make(map[string]string, len(instances))
+	)
+	for _, instance := range instances {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+
+			text, err := e.launcher.Log(ctx, instance)
+			if err != nil {
+				return
+			}
+
+			mu.Lock()
+			logs[instance] = cleanLog(text)
+			mu.Unlock()
+		}()
+	}
+
+	wg.Wait()
+
+	return logs
 }
 
 // ActiveJobs returns every pending or running job, oldest first.

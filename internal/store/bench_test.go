@@ -76,7 +76,7 @@ func BenchmarkClaimPending(b *testing.B) {
 			require.Len(b, ids, 1)
 
 			b.StopTimer()
-			_, err = d.st.Abort(d.ctx, ids[0].ID)
+			_, err = d.st.Abort(d.ctx, ids[0].ID, nil)
 			require.NoError(b, err)
 			d.submit()
 			b.StartTimer()

@@ -244,11 +244,29 @@ func (s *Store) FailResolving(ctx context.Context, id string, ds job.DataSource,
 	return next, ignoreEnded(err)
 }
 
-// Abort ends a pending or running job as aborted. It returns
-// job.ErrNotFound for an unknown id and job.ErrConflict for a job that has
-// ended.
-func (s *Store) Abort(ctx context.Context, id string) (Next, error) {
+// LiveInstances returns the instances of a job's running stage that may
+// still run, whose logs an abort keeps.
+func (s *Store) LiveInstances(ctx context.Context, id string) ([]string, error) {
+	instances, err := s.q.LiveInstances(ctx, id)
+	if err != nil {
+		return nil, fmt.Errorf("list live instances: %w", err)
+	}
+
+	return instances, nil
+}
+
+// Abort ends a pending or running job as aborted, keeping in its running
+// stage the logs given by instance. It returns job.ErrNotFound for an
+// unknown id and job.ErrConflict for a job that has ended.
+func (s *Store) Abort(ctx context.Context, id string, logs map[string]string) (Next, error) {
 	return s.change(ctx, id, func(q *sqldb.Queries, lj *lockedJob) (Next, error) {
+		for instance, log := range logs {
+			err := q.SetInstanceLog(ctx, sqldb.SetInstanceLogParams{JobID: id, Instance: &instance, Log: &log})
+			if err != nil {
+				return Next{}, fmt.Errorf("keep log: %w", err)
+			}
+		}
+
 		return s.end(ctx, q, lj, job.StatusAborted, "")
 	})
 }

@@ -430,6 +430,34 @@ func (q *Queries) InsertWorker(ctx context.Context, arg InsertWorkerParams) erro
 	return err
 }
 
+const liveInstances = `-- name: LiveInstances :many
+SELECT w.instance::text AS instance
+FROM workers w
+JOIN jobs j ON j.id = w.job_id AND j.stage = w.stage
+WHERE w.job_id = $1 AND w.instance IS NOT NULL AND w.state IN ('running', 'reported')
+`
+
+// The instances of a job's running stage that may still run.
+func (q *Queries) LiveInstances(ctx context.Context, jobID string) ([]string, error) {
+	rows, err := q.db.Query(ctx, liveInstances, jobID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []string
+	for rows.Next() {
+		var instance string
+		if err := rows.Scan(&instance); err != nil {
+			return nil, err
+		}
+		items = append(items, instance)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const lockRunningCount = `-- name: LockRunningCount :exec
 SELECT pg_advisory_xact_lock(7305316172934221)
 `
@@ -508,6 +536,23 @@ func (q *Queries) ReportRunningWorker(ctx context.Context, arg ReportRunningWork
 	var i ReportRunningWorkerRow
 	err := row.Scan(&i.Stage, &i.Idx)
 	return i, err
+}
+
+const setInstanceLog = `-- name: SetInstanceLog :exec
+UPDATE workers
+SET log = $1
+WHERE job_id = $2 AND instance = $3
+`
+
+type SetInstanceLogParams struct {
+	Log      *string
+	JobID    string
+	Instance *string
+}
+
+func (q *Queries) SetInstanceLog(ctx context.Context, arg SetInstanceLogParams) error {
+	_, err := q.db.Exec(ctx, setInstanceLog, arg.Log, arg.JobID, arg.Instance)
+	return err
 }
 
 const setJobPipeline = `-- name: SetJobPipeline :exec
