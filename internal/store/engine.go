@@ -106,11 +106,15 @@ func (s *Store) ClaimPending(ctx context.Context, maxRunning int) ([]Claimed, er
 			LeaseSeconds: s.opts.Lease.Seconds(),
 			Slots:        int32(maxRunning),
 		})
+		if err != nil {
+			return err
+		}
+
 		for _, r := range rows {
 			claimed = append(claimed, Claimed{ID: r.ID, DsID: r.DsID})
 		}
 
-		return err
+		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("claim pending jobs: %w", err)
