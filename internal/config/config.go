@@ -240,7 +240,8 @@ func (c Config) validate() error {
 	}
 
 	if (c.Registry == "file" || c.Launcher == "local") && c.PlatformFile == "" {
-		errs = append(errs, errors.New("JOBMANAGER_PLATFORM_FILE must be set for the file registry or the local launcher"))
+		errs = append(errs, errors.New(
+			"JOBMANAGER_PLATFORM_FILE must be set for the file registry or the local launcher"))
 	}
 
 	return errors.Join(errs...)

@@ -517,7 +517,8 @@ func (lj *lockedJob) stageWorkers(ctx context.Context, q *sqldb.Queries) ([]sqld
 // change runs fn in a transaction that first locks the job's row. For a
 // job that is not active it returns job.ErrConflict when the job has
 // ended and job.ErrNotFound when there never was one.
-func (s *Store) change(ctx context.Context, id string, fn func(*sqldb.Queries, *lockedJob) (Next, error)) (Next, error) {
+func (s *Store) change(ctx context.Context, id string,
+	fn func(*sqldb.Queries, *lockedJob) (Next, error)) (Next, error) {
 	var next Next
 	err := s.inTx(ctx, func(q *sqldb.Queries) error {
 		row, err := q.LockJob(ctx, id)
@@ -836,7 +837,8 @@ func (s *Store) stopAfterEnd(ctx context.Context, jobID, instance string) (Next,
 
 // addChores owes the platform a batch of calls for a job, in one
 // statement, leased to the caller.
-func (s *Store) addChores(ctx context.Context, q *sqldb.Queries, jobID string, kinds, targets []string) ([]Chore, error) {
+func (s *Store) addChores(ctx context.Context, q *sqldb.Queries, jobID string,
+	kinds, targets []string) ([]Chore, error) {
 	if len(kinds) == 0 {
 		return nil, nil
 	}
