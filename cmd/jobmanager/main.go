@@ -55,8 +55,8 @@ func run(ctx context.Context, args, environ []string, out io.Writer) error {
 		command = args[0]
 	}
 
-	if command != "serve" && command != "migrate" {
-		return fmt.Errorf("unknown command %q; want serve or migrate", command)
+	if (command != "serve" && command != "migrate") || len(args) > 1 {
+		return fmt.Errorf("usage: jobmanager [serve|migrate], got %q", args)
 	}
 
 	cfg, err := config.Load(environ)

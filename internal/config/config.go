@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/caarlos0/env/v11"
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // Config holds every setting of the service.
@@ -111,8 +112,8 @@ func Load(environ []string) (Config, error) {
 }
 
 // unknownSettings refuses variables in the service's own namespaces
-// (CONF_, JOBMANAGER_) that it does not read: a misspelt setting would
-// otherwise be ignored without a word.
+// (CONF_, JOBMANAGER_) that it does not read, or that are set to nothing:
+// either would otherwise be ignored without a word.
 func unknownSettings(vars map[string]string) error {
 	known := map[string]bool{}
 	typ := reflect.TypeOf(Config{})
@@ -122,10 +123,14 @@ func unknownSettings(vars map[string]string) error {
 	}
 
 	var errs []error
-	for name := range vars {
+	for name, value := range vars {
 		ours := strings.HasPrefix(name, "CONF_") || strings.HasPrefix(name, "JOBMANAGER_")
-		if ours && !known[name] {
+		switch {
+		case ours && !known[name]:
 			errs = append(errs, fmt.Errorf("%s is not a setting of the job manager (misspelt?)", name))
+		case ours && value == "" && name != "JOBMANAGER_PLATFORM_FILE" && name != "JOBMANAGER_DEBUG_ADDR":
+			// An empty value would silently mean the default.
+			errs = append(errs, fmt.Errorf("%s is set but empty; unset it for the default", name))
 		}
 	}
 
@@ -160,6 +165,10 @@ func nameVariables(err error) error {
 
 func (c Config) validate() error {
 	var errs []error
+	if _, err := pgxpool.ParseConfig(c.DatabaseURL); err != nil {
+		errs = append(errs, fmt.Errorf("DATABASE_URL cannot be used: %w", err))
+	}
+
 	for _, u := range []struct{ name, value string }{
 		{"CONF_PIPELINEREGISTRY_URL", c.PipelineRegistryURL},
 		{"CONF_DEPLOYMENTMANAGER_URL", c.DeploymentManagerURL},
@@ -195,8 +204,8 @@ func (c Config) validate() error {
 		{"JOBMANAGER_PEER_TIMEOUT", c.PeerTimeout},
 		{"JOBMANAGER_SHUTDOWN_TIMEOUT", c.ShutdownTimeout},
 	} {
-		if d.value <= 0 {
-			errs = append(errs, fmt.Errorf("%s must be positive, got %s", d.name, d.value))
+		if d.value <= 0 || d.value > 24*time.Hour {
+			errs = append(errs, fmt.Errorf("%s must be positive and at most a day, got %s", d.name, d.value))
 		}
 	}
 
@@ -204,7 +213,7 @@ func (c Config) validate() error {
 		errs = append(errs, fmt.Errorf("JOBMANAGER_DRAIN_DELAY must not be negative, got %s", c.DrainDelay))
 	}
 
-	if c.Poll < 10*time.Millisecond {
+	if c.Poll > 0 && c.Poll < 10*time.Millisecond {
 		errs = append(errs, fmt.Errorf("JOBMANAGER_POLL_INTERVAL must be at least 10ms, got %s", c.Poll))
 	}
 
@@ -257,10 +266,10 @@ func (c Config) LogAttrs() []slog.Attr {
 		slog.String("database_url", maskURL(c.DatabaseURL)),
 		slog.String("listen_addr", c.ListenAddr),
 		slog.String("log_level", slog.Level(c.LogLevel).String()),
-		slog.String("pipeline_registry", c.PipelineRegistryURL+"/"+c.PipelineRegistryAPI),
-		slog.String("machine_registry", c.MachineRegistryURL+"/"+c.MachineRegistryAPI),
-		slog.String("deployment_manager", c.DeploymentManagerURL+"/"+c.DeploymentManagerAPI),
-		slog.String("worker_callback", c.WorkerCallbackURL+"/"+c.WorkerCallbackAPI),
+		slog.String("pipeline_registry", maskURL(c.PipelineRegistryURL)+"/"+c.PipelineRegistryAPI),
+		slog.String("machine_registry", maskURL(c.MachineRegistryURL)+"/"+c.MachineRegistryAPI),
+		slog.String("deployment_manager", maskURL(c.DeploymentManagerURL)+"/"+c.DeploymentManagerAPI),
+		slog.String("worker_callback", maskURL(c.WorkerCallbackURL)+"/"+c.WorkerCallbackAPI),
 		slog.String("worker_callback_env_var", c.WorkerCallbackEnvVar),
 		slog.Int64("max_body_bytes", c.MaxBodyBytes),
 		slog.String("shutdown_timeout", c.ShutdownTimeout.String()),
@@ -280,8 +289,8 @@ func (c Config) LogAttrs() []slog.Attr {
 	}
 }
 
-// maskURL hides the password of a connection URL. A string that is not
-// a URL (a key=value connection string) is hidden whole.
+// maskURL hides the password of a URL. A string that is not a URL (a
+// key=value connection string) is hidden whole.
 func maskURL(raw string) string {
 	u, err := url.Parse(raw)
 	if err != nil || u.Scheme == "" {

@@ -78,6 +78,10 @@ func TestBadSettingsFailNamingTheSetting(t *testing.T) {
 		{[]string{dbURL, "JOBMANAGER_LISTEN_ADDR=nonsense"}, "JOBMANAGER_LISTEN_ADDR"},
 		{[]string{dbURL, "JOBMANAGER_DEBUG_ADDR=nonsense"}, "JOBMANAGER_DEBUG_ADDR"},
 		{[]string{dbURL, "JOBMANAGER_DRAIN_DELAY=-1s"}, "JOBMANAGER_DRAIN_DELAY"},
+		{[]string{"DATABASE_URL=postgres://u:pw@127.0.0.1:badport/db"}, "DATABASE_URL"},
+		{[]string{dbURL, "CONF_MACHINEREGISTRY_URL="}, "CONF_MACHINEREGISTRY_URL"},
+		{[]string{dbURL, "CONF_WORKERCALLBACK_ENV_VAR="}, "CONF_WORKERCALLBACK_ENV_VAR"},
+		{[]string{dbURL, "JOBMANAGER_LEASE=1000000h"}, "JOBMANAGER_LEASE"},
 	} {
 		_, err := config.Load(c.env)
 		require.Error(t, err, c.env)
@@ -85,12 +89,12 @@ func TestBadSettingsFailNamingTheSetting(t *testing.T) {
 	}
 }
 
-func TestTheDatabasePasswordIsMaskedInTheLog(t *testing.T) {
+func TestPasswordsAreMaskedInTheLog(t *testing.T) {
 	t.Parallel()
 
 	for _, url := range []string{dbURL, "DATABASE_URL=postgres://db/jm?sslmode=disable&password=secret",
 		"DATABASE_URL=host=db password=secret"} {
-		cfg, err := config.Load([]string{url})
+		cfg, err := config.Load([]string{url, "CONF_MACHINEREGISTRY_URL=http://u:secret@registry"})
 		require.NoError(t, err)
 
 		for _, a := range cfg.LogAttrs() {

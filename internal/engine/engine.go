@@ -121,9 +121,7 @@ func (e *Engine) Command(ctx context.Context, id string, cmd job.Command) error 
 		return fmt.Errorf("command job %s: %w", id, err)
 	}
 
-	if !cmd.Abort {
-		e.opts.Metrics.ResultsAccepted(len(cmd.Results))
-	}
+	e.opts.Metrics.ResultsAccepted(next.Kept)
 
 	e.follow(next)
 

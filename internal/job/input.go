@@ -9,6 +9,11 @@ import (
 	"unicode/utf8"
 )
 
+// MaxFieldBytes bounds each field of a submission: ids and file names,
+// which the job's document, its failure reasons and its workers'
+// environments repeat.
+const MaxFieldBytes = 1024
+
 // NewJob is what a client posts to submit a job.
 type NewJob struct {
 	Hash     string
@@ -50,6 +55,10 @@ func ParseNewJob(body []byte) (NewJob, error) {
 		if !storable(raw) {
 			return NewJob{}, fmt.Errorf("%w: %s must not contain NUL characters or lone surrogates",
 				ErrInvalid, f.name)
+		}
+
+		if len(*f.dst) > MaxFieldBytes {
+			return NewJob{}, fmt.Errorf("%w: %s is longer than %d bytes", ErrInvalid, f.name, MaxFieldBytes)
 		}
 	}
 

@@ -403,3 +403,21 @@ func TestParseNewJobRefusesLoneSurrogatesRatherThanRewritingThem(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "😀", req.Hash)
 }
+
+func TestParseNewJobBoundsEachField(t *testing.T) {
+	t.Parallel()
+	long := strings.Repeat("x", job.MaxFieldBytes+1)
+
+	for _, field := range []string{"hash", "ds_id", "file_name"} {
+		fields := map[string]string{"hash": "h", "ds_id": "d", "file_name": "f"}
+		fields[field] = long
+		body, err := json.Marshal(fields)
+		require.NoError(t, err)
+
+		_, err = job.ParseNewJob(body)
+		assert.ErrorIs(t, err, job.ErrInvalid, field)
+	}
+
+	_, err := job.ParseNewJob([]byte(`{"hash":"` + long[1:] + `","ds_id":"d","file_name":"f"}`))
+	assert.NoError(t, err, "exactly the limit is accepted")
+}

@@ -54,7 +54,7 @@ func New(count JobCounter, logger *slog.Logger) *Metrics {
 		}, []string{"status"}),
 		results: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: namespace, Name: "results_total",
-			Help: "Worker results this replica accepted.",
+			Help: "Worker results this replica kept; a repeated result is not counted again.",
 		}),
 		stepTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: namespace, Name: "step_duration_seconds",
@@ -124,7 +124,7 @@ func (m *Metrics) JobEnded(status string) {
 	}
 }
 
-// ResultsAccepted counts accepted worker results.
+// ResultsAccepted counts worker results kept for the first time.
 func (m *Metrics) ResultsAccepted(n int) {
 	if m != nil {
 		m.results.Add(float64(n))

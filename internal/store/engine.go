@@ -70,11 +70,14 @@ type Next struct {
 	Ended job.Status
 	// EndedJob is the id of that job, and Reason why it failed.
 	EndedJob, Reason string
+	// Kept counts the results the transaction kept; repeats are not kept.
+	Kept int
 }
 
 func (n *Next) add(o Next) {
 	n.Workers = append(n.Workers, o.Workers...)
 	n.Chores = append(n.Chores, o.Chores...)
+	n.Kept += o.Kept
 	if o.Ended != "" {
 		n.Ended, n.EndedJob, n.Reason = o.Ended, o.EndedJob, o.Reason
 	}
@@ -389,6 +392,8 @@ func (s *Store) Report(ctx context.Context, id string, results map[string][]json
 			if n == 0 {
 				continue
 			}
+
+			next.Kept++
 
 			more, err := s.applyResult(ctx, q, lj, instance, outputs)
 			if err != nil {
