@@ -260,7 +260,13 @@ func shutdown(cfg config.Config, logger *slog.Logger, server *http.Server, eng *
 
 	var errs []error
 	if err := server.Shutdown(ctx); err != nil {
-		errs = append(errs, fmt.Errorf("shut down server: %w", err))
+		// Connections still open at the timeout are cut, as the timeout
+		// says. They include connections a client opened but sent nothing
+		// on, which the server only counts as idle after five seconds.
+		logger.Warn("closing connections still open at the shutdown timeout", slog.String("err", err.Error()))
+		if err := server.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close server: %w", err))
+		}
 	}
 
 	if err := eng.Drain(ctx); err != nil {

@@ -35,6 +35,11 @@ func TestAbortEndsPendingAndRunningJobsAndStopsTheirWorkers(t *testing.T) {
 			running) == 1
 	}, "the first load worker to be done")
 
+	s.eventually(func() bool {
+		return s.count(`SELECT count(*) FROM workers WHERE job_id = $1 AND stage = 1 AND state = 'running'`,
+			running) == 2
+	}, "the other two load workers to run")
+
 	pending := s.submit("ds", "pending", "other.xlsx")
 	require.Equal(t, job.StatusPending, s.active(pending).Status, "the only slot is taken")
 
@@ -56,8 +61,9 @@ func TestAbortEndsPendingAndRunningJobsAndStopsTheirWorkers(t *testing.T) {
 	require.Contains(t, doc.Stages, "1", "the aborted stage is kept with what it had")
 	assert.Len(t, doc.Stages["1"].Inputs, 3)
 	assert.Equal(t, quoted(partName(0)), field(t, doc.Stages["1"].Outputs, "loaded"))
-	last := s.platform.Instances()[len(s.platform.Instances())-1]
-	assert.Contains(t, doc.Stages["1"].Log, last.ID+" ", "the log of the worker still running is kept")
+	for _, inst := range s.instances(image("load")) {
+		assert.Contains(t, doc.Stages["1"].Log, inst.ID+" ", "every load worker's log is kept")
+	}
 
 	for _, inst := range s.platform.Instances() {
 		s.eventually(inst.Removed, "instance %s to be removed", inst.ID)
