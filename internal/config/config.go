@@ -124,7 +124,8 @@ func unknownSettings(vars map[string]string) error {
 
 	var errs []error
 	for name, value := range vars {
-		ours := strings.HasPrefix(name, "CONF_") || strings.HasPrefix(name, "JOBMANAGER_")
+		ours := (strings.HasPrefix(name, "CONF_") || strings.HasPrefix(name, "JOBMANAGER_")) &&
+			!serviceLink.MatchString(name)
 		switch {
 		case ours && !known[name]:
 			errs = append(errs, fmt.Errorf("%s is not a setting of the job manager (misspelt?)", name))
@@ -255,6 +256,11 @@ func (c Config) validate() error {
 
 	return errors.Join(errs...)
 }
+
+// serviceLink matches the variables Kubernetes sets for a Service named
+// jobmanager (JOBMANAGER_SERVICE_HOST, JOBMANAGER_PORT_80_TCP, ...), which
+// are no settings.
+var serviceLink = regexp.MustCompile(`^JOBMANAGER_(SERVICE_[A-Z0-9_]+|PORT(_[A-Z0-9_]+)?)$`)
 
 // envName matches a name a worker's environment variable can have.
 var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)

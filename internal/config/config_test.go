@@ -38,6 +38,14 @@ func TestDefaultsAreTheOriginalServices(t *testing.T) {
 	assert.Equal(t, "INFO", cfg.LogLevel.String())
 }
 
+func TestKubernetesServiceLinksAreNoSettings(t *testing.T) {
+	t.Parallel()
+
+	_, err := config.Load([]string{dbURL, "JOBMANAGER_SERVICE_HOST=10.0.0.1", "JOBMANAGER_PORT=tcp://10.0.0.1:80",
+		"JOBMANAGER_PORT_80_TCP_ADDR=10.0.0.1", "JOBMANAGER_SERVICE_PORT_HTTP=80"})
+	assert.NoError(t, err)
+}
+
 func TestSettingsAreRead(t *testing.T) {
 	t.Parallel()
 
