@@ -49,7 +49,7 @@ type Service struct {
 }
 
 // Start runs a service until the test ends. Its log goes to the test's
-// output when JOBMANAGER_TEST_LOG is set.
+// output when TEST_SERVICE_LOG is set.
 func Start(t *testing.T, opts Options) *Service {
 	t.Helper()
 
@@ -120,9 +120,9 @@ func withDefaults(t *testing.T, opts Options) Options {
 }
 
 // testLog sends the service's log to the test output when
-// JOBMANAGER_TEST_LOG is set, and nowhere otherwise.
+// TEST_SERVICE_LOG is set, and nowhere otherwise.
 func testLog(t *testing.T) io.Writer {
-	if os.Getenv("JOBMANAGER_TEST_LOG") == "" {
+	if os.Getenv("TEST_SERVICE_LOG") == "" {
 		return io.Discard
 	}
 
