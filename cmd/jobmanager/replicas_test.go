@@ -44,8 +44,7 @@ func TestMain(m *testing.M) {
 		panic(fmt.Sprintf("build: %v: %s", err, out))
 	}
 
-	defer os.RemoveAll(dir)
-	testdb.Main(m)
+	testdb.Main(m, func() { os.RemoveAll(dir) })
 }
 
 // replica is one running process of the service.

@@ -36,10 +36,15 @@ var (
 	stopper  func()
 )
 
-// Main runs a package's tests and then drops the template and stops any
-// server it started. Call it from TestMain.
-func Main(m interface{ Run() int }) {
+// Main runs a package's tests, then the given clean-ups, then drops the
+// template and stops any server it started. Call it from TestMain; it
+// exits the process, so deferred calls there would never run.
+func Main(m interface{ Run() int }, cleanups ...func()) {
 	code := m.Run()
+	for _, c := range cleanups {
+		c()
+	}
+
 	cleanup()
 	os.Exit(code)
 }
