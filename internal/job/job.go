@@ -142,9 +142,3 @@ type Document struct {
 	ID   string
 	JSON json.RawMessage
 }
-
-// MarshalJSONString returns the timestamp as a document writes it,
-// without quotes.
-func (t Time) MarshalJSONString() string {
-	return t.UTC().Format(timeLayout)
-}
